@@ -1,0 +1,178 @@
+/**
+ * The engine: the worker pool, the cookie issuer and the sessions. One per
+ * process is the usual shape; the SQL API server hosts one, and a Node app
+ * can host one in-process.
+ */
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import { CookieIssuer } from './cookie.js';
+import { Session, type Entry } from './session.js';
+import type { SessionSettings } from './types.js';
+import type { LaunchContext } from '../sql/launch-context.js';
+import { loadClassifier } from '../sql/classify.js';
+import { makeLogin, WorkerPool, type PoolOptions } from '../workers/pool.js';
+
+export interface EngineOptions {
+  /** Worker pool limits and policy. */
+  pool?: PoolOptions;
+  /** A pino logger; the debug level traces each job (launch, start, end, cancel, reset). @default silent */
+  logger?: Logger;
+}
+
+export interface SessionOptions {
+  /**
+   * The launcher: a connected node-postgres client. Workers log in with its
+   * credentials, and each launch captures its current role and session
+   * settings. Give `connection` instead when there is no launcher session.
+   */
+  launcher?: pg.Client;
+  /** Credentials for workers when there is no launcher client (or to override its). */
+  connection?: pg.ClientConfig | string;
+  /** Fixed identity and settings for every launch (instead of capturing from the launcher). */
+  context?: LaunchContext;
+  settings?: Partial<SessionSettings>;
+}
+
+export class Engine {
+  readonly logger: Logger;
+  readonly pool: WorkerPool;
+  readonly cookies = new CookieIssuer();
+  readonly #sessions = new Set<Session>();
+  readonly #running = new Set<Entry>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: EngineOptions = {}) {
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.pool = new WorkerPool(options.pool ?? {}, this.logger);
+  }
+
+  /** Loads the SQL parser; launches await it on their own. */
+  ready(): Promise<void> {
+    return loadClassifier();
+  }
+
+  session(options: SessionOptions): Session {
+    if (this.#closing) throw new Error('engine is closed');
+    const connection = options.connection ?? (options.launcher ? launcherCredentials(options.launcher) : undefined);
+    if (!connection) throw new TypeError('a session needs a launcher client or connection settings');
+    const session = new Session(
+      this,
+      { login: makeLogin(connection), launcher: options.launcher, context: options.context, settings: options.settings },
+      this.logger,
+    );
+    this.#sessions.add(session);
+    return session;
+  }
+
+  /** Jobs whose workers are still running (attached or not). */
+  get runningJobs(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * Stops the engine: sessions close (their jobs finish, results discarded),
+   * running jobs get up to `graceMs` to finish and are then canceled, and the
+   * pool closes. Idempotent: every call shares one shutdown.
+   */
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#shutdown(options.graceMs ?? 30_000);
+    return this.#closing;
+  }
+
+  /** Waits until no job is running (bounded by `timeoutMs`); true if none is left. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#running.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.all([...this.#running].map((e) => e.settled)), sleep(Math.min(100, deadline - Date.now()))]);
+    }
+    return this.#running.size === 0;
+  }
+
+  // ---- used by sessions and job execution ----
+
+  jobStarted(entry: Entry): void {
+    this.#running.add(entry);
+  }
+
+  jobEnded(entry: Entry): void {
+    this.#running.delete(entry);
+  }
+
+  forgetSession(session: Session): void {
+    this.#sessions.delete(session);
+  }
+
+  async cancelJob(entry: Entry, graceMs: number): Promise<void> {
+    const { job } = entry;
+    if (job.ended) return;
+    job.cancelRequested = true;
+    // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
+    job.discard();
+    const worker = entry.worker;
+    this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
+    if (!worker) {
+      entry.abort.abort();
+      job.finish('canceled');
+      return;
+    }
+    if (graceMs > 0) {
+      await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
+      await Promise.race([job.untilEnded(), sleep(graceMs)]);
+      if (job.ended) return;
+    }
+    worker.cancelSent = true;
+    await this.#terminate(entry);
+    await Promise.race([entry.settled, sleep(10_000)]);
+  }
+
+  /** True when the worker waits for a lock held by `pid`. */
+  async isBlockedBy(entry: Entry, pid: number): Promise<boolean> {
+    try {
+      return await this.pool.withConnection(entry.login, async (w) => {
+        const r = await w.query(`SELECT ${Number(pid)} = ANY (pg_catalog.pg_blocking_pids(${Number(entry.job.pid)})) AS blocked`);
+        return r.rows[0]?.blocked === true;
+      });
+    } catch {
+      return false;
+    }
+  }
+
+  async #terminate(entry: Entry): Promise<void> {
+    const pid = entry.job.pid;
+    this.logger.debug({ pid }, 'job terminate');
+    try {
+      // pg_terminate_backend sends SIGTERM: the backend rolls back and exits; the server does not restart.
+      await this.pool.withConnection(entry.login, (w) => w.query(`SELECT pg_catalog.pg_terminate_backend(${Number(pid)})`));
+    } catch (err) {
+      this.logger.warn({ pid, err: (err as Error).message }, 'could not terminate worker; closing its connection');
+      await entry.worker?.close();
+    }
+  }
+
+  async #shutdown(graceMs: number): Promise<void> {
+    for (const s of [...this.#sessions]) s.close();
+    if (!(await this.drain(graceMs))) {
+      const left = [...this.#running];
+      this.logger.warn({ jobs: left.map((e) => e.job.pid) }, 'jobs still running at shutdown: canceling them');
+      await Promise.all(left.map((e) => this.cancelJob(e, 0).catch(() => undefined)));
+    }
+    await this.pool.close();
+  }
+}
+
+/** The credentials of a connected node-postgres client. */
+function launcherCredentials(client: pg.Client): pg.ClientConfig {
+  const p = (client as unknown as { connectionParameters: Record<string, unknown> }).connectionParameters;
+  const config: pg.ClientConfig = {
+    user: p.user as string,
+    database: p.database as string,
+    host: p.host as string,
+    port: p.port as number,
+  };
+  if (p.password !== undefined && p.password !== null) config.password = p.password as string;
+  return config;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}

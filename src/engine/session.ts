@@ -1,0 +1,367 @@
+/**
+ * A session: one launcher's table of handles, as pg_background keeps one per
+ * backend. It launches jobs on pooled workers, and answers result, detach,
+ * cancel, wait, list, stats and progress for the handles it tracks.
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { cookiesEqual } from './cookie.js';
+import { errors, PgbgError, SqlState } from './errors.js';
+import { Job, type RawRow } from './job.js';
+import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
+import type {
+  Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
+} from './types.js';
+import type { Engine as EngineCore } from './engine.js';
+import { executeJob } from './execute.js';
+import { classifyStatements, sqlPreview } from '../sql/classify.js';
+import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
+import type { Login } from '../workers/pool.js';
+import type { WorkerConnection } from '../workers/worker.js';
+import { parseRows } from './rows.js';
+
+/** A tracked job and what only the session knows about it. */
+export interface Entry {
+  readonly job: Job;
+  readonly cookie: bigint;
+  readonly context: LaunchContext;
+  readonly login: Login;
+  /** Ends a launch still waiting for a worker. */
+  readonly abort: AbortController;
+  /** The worker running the job, once it has one. */
+  worker?: WorkerConnection | undefined;
+  /** Set once execution has settled (worker released). */
+  settled: Promise<void>;
+  /** The worker timeout that applies, in ms (0 = none). */
+  timeoutMs: number;
+  timedOut: boolean;
+}
+
+export interface SessionInit {
+  login: Login;
+  launcher?: pg.ClientBase | undefined;
+  context?: LaunchContext | undefined;
+  settings?: Partial<SessionSettings> | undefined;
+}
+
+const CONSUMED_MEMORY = 1024;
+const DEADLOCK_CHECK_MS = 250;
+
+export class Session {
+  readonly settings: SessionSettings;
+  readonly #entries = new Map<number, Entry>();
+  /** pid → cookie of handles whose results were read, so a second read says "consumed". */
+  readonly #consumed = new Map<number, bigint>();
+  #reserved = 0;
+  #closed = false;
+  #stats = { launched: 0, completed: 0, failed: 0, canceled: 0, totalMs: 0, timed: 0 };
+
+  constructor(
+    private readonly core: EngineCore,
+    private readonly init: SessionInit,
+    private readonly logger: Logger,
+  ) {
+    this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, ...init.settings };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Starts `sql` in a background worker; resolves once the worker has it. */
+  launch(sql: string, options: LaunchOptions = {}): Promise<Handle> {
+    return this.#launch(sql, options, false);
+  }
+
+  /** Like launch, but results are disabled: rows are discarded as they arrive. */
+  submit(sql: string, options: LaunchOptions = {}): Promise<Handle> {
+    return this.#launch(sql, options, true);
+  }
+
+  /** The whole result, rows parsed to JavaScript values (objects keyed by column name). */
+  async result<R = Record<string, unknown>>(ref: HandleRef, options: { rowMode?: 'object' | 'array' } = {}): Promise<JobResult<R>> {
+    const raw = await this.rawResult(ref);
+    const rows: RawRow[] = [];
+    for await (const row of raw.rows) rows.push(row);
+    return { fields: raw.fields, rows: parseRows<R>(raw.fields, rows, options.rowMode ?? 'object'), commandTags: raw.commandTags(), notices: raw.notices };
+  }
+
+  /** The result as an async iterator of parsed rows; memory stays bounded by the queue size. */
+  async *rows<R = Record<string, unknown>>(ref: HandleRef, options: { rowMode?: 'object' | 'array' } = {}): AsyncGenerator<R> {
+    const raw = await this.rawResult(ref);
+    const mode = options.rowMode ?? 'object';
+    for await (const row of raw.rows) yield parseRows<R>(raw.fields, [row], mode)[0]!;
+  }
+
+  /**
+   * The result with text values, for relaying. Resolves once the columns are
+   * known; a worker error is raised here (or while iterating, if it happened
+   * after rows were sent). Consumable once.
+   */
+  async rawResult(ref: HandleRef): Promise<RawResult> {
+    const entry = this.#lookup(ref, { allowConsumed: false });
+    const { job } = entry;
+    if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
+    job.consumed = true;
+    try {
+      await this.#guard(entry, async () => {
+        while (!job.fields && !job.ended) await job.changed();
+      });
+    } catch (err) {
+      this.#forget(entry, true);
+      throw err;
+    }
+    if (!job.fields) {
+      this.#forget(entry, true);
+      throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
+    }
+    const fields = job.fields;
+    const guard = (w: () => Promise<void>) => this.#guard(entry, w);
+    const failure = () => this.#failure(entry);
+    const forget = () => this.#forget(entry, true);
+    async function* iterate(): AsyncGenerator<RawRow> {
+      try {
+        while (true) {
+          const row = job.takeRow();
+          if (row) {
+            yield row;
+            continue;
+          }
+          if (job.ended) break;
+          await guard(() => job.changed());
+        }
+        const error = failure();
+        if (error) throw error;
+      } finally {
+        if (!job.ended) job.discard();
+        forget();
+      }
+    }
+    return { fields, rows: iterate(), commandTags: () => job.commandTags, notices: job.notices };
+  }
+
+  /** Stops tracking the handle; the job keeps running and commits. */
+  detach(ref: HandleRef): void {
+    const entry = this.#lookup(ref, { allowConsumed: false });
+    entry.job.discard();
+    this.#forget(entry, false);
+    this.logger.debug({ pid: entry.job.pid }, 'job detached');
+  }
+
+  /**
+   * Cancels the job: nothing of it commits. With a grace period, asks first
+   * (the protocol's cancel request) and terminates the backend only if it has
+   * not stopped when the period ends; without one, terminates at once.
+   * Resolves when the job has ended.
+   */
+  async cancel(ref: HandleRef, options: { graceMs?: number } = {}): Promise<void> {
+    const entry = this.#lookup(ref, { allowConsumed: true });
+    await this.core.cancelJob(entry, clamp(options.graceMs ?? 0, CANCEL_GRACE_MS));
+  }
+
+  /** Waits until the job has finished. */
+  async wait(ref: HandleRef): Promise<void> {
+    const entry = this.#lookup(ref, { allowConsumed: true });
+    await this.#guard(entry, () => this.#waitStep(entry));
+  }
+
+  /** Waits up to `timeoutMs`; true if the job finished in time. */
+  async waitTimeout(ref: HandleRef, timeoutMs: number): Promise<boolean> {
+    const entry = this.#lookup(ref, { allowConsumed: true });
+    const deadline = Date.now() + clamp(timeoutMs, WAIT_TIMEOUT_MS);
+    return this.#guard(entry, async () => {
+      while (!entry.job.ended) {
+        const left = deadline - Date.now();
+        if (left <= 0) return false;
+        await Promise.race([entry.job.changed(), delay(left)]);
+      }
+      return true;
+    });
+  }
+
+  /** The latest progress the job reported (pct -1 before any report). */
+  progress(ref: HandleRef): Progress {
+    return this.#lookup(ref, { allowConsumed: true }).job.progress;
+  }
+
+  /** The handles this session tracks. */
+  list(): JobInfo[] {
+    return [...this.#entries.values()].map(({ job, cookie, context, login }) => ({
+      pid: job.pid,
+      cookie,
+      launchedAt: job.launchedAt,
+      role: context.role ?? login.user,
+      roleOid: context.roleOid ?? null,
+      queueSize: job.queueSize,
+      state: job.state,
+      sqlPreview: sqlPreview(job.sql),
+      lastError: job.error?.message ?? null,
+      consumed: job.consumed,
+    }));
+  }
+
+  stats(): SessionStats {
+    const s = this.#stats;
+    let active = 0;
+    for (const e of this.#entries.values()) if (!e.job.ended) active++;
+    return {
+      workersLaunched: s.launched,
+      workersCompleted: s.completed,
+      workersFailed: s.failed,
+      workersCanceled: s.canceled,
+      workersActive: active,
+      avgExecutionMs: s.timed === 0 ? 0 : s.totalMs / s.timed,
+      maxWorkers: this.settings.maxWorkers,
+    };
+  }
+
+  /** The tracked job behind a handle (for the SQL API's checks). */
+  entry(ref: HandleRef): Entry {
+    return this.#lookup(ref, { allowConsumed: true });
+  }
+
+  /**
+   * Ends the session: its attached jobs run to completion and their results
+   * are discarded. Resolves at once (use `drain` to wait for the jobs).
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const entry of this.#entries.values()) entry.job.discard();
+    this.#entries.clear();
+    this.core.forgetSession(this);
+  }
+
+  async #launch(sql: string, options: LaunchOptions, resultsDisabled: boolean): Promise<Handle> {
+    if (this.#closed) throw new PgbgError(SqlState.objectNotInPrerequisiteState, 'this pgbg session is closed');
+    await this.core.ready();
+    const plan = classifyStatements(sql);
+    const queueSize = resolveQueueSize(options.queueSize, this.settings.defaultQueueSize);
+    if (this.#entries.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
+    this.#reserved++;
+    try {
+      const context = options.context ?? this.init.context ?? (await this.#capture());
+      const job = new Job(sql, queueSize, resultsDisabled);
+      if (options.onNotice) job.onNotice = options.onNotice;
+      const entry: Entry = {
+        job,
+        cookie: this.core.cookies.next(),
+        context,
+        login: this.init.login,
+        abort: new AbortController(),
+        settled: Promise.resolve(),
+        timeoutMs: this.settings.workerTimeoutMs > 0 ? this.settings.workerTimeoutMs : context.statementTimeoutMs,
+        timedOut: false,
+      };
+      const worker = await this.core.pool.acquire(entry.login, new Set(this.#entries.keys()), entry.abort.signal);
+      entry.worker = worker;
+      job.markRunning(worker.pid);
+      this.core.jobStarted(entry);
+      this.#consumed.delete(worker.pid);
+      this.#entries.set(worker.pid, entry);
+      this.#stats.launched++;
+      entry.settled = executeJob(this.core, entry, worker, plan).then(() => this.#count(entry));
+      this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
+      return { pid: job.pid, cookie: entry.cookie };
+    } finally {
+      this.#reserved--;
+    }
+  }
+
+  async #capture(): Promise<LaunchContext> {
+    const launcher = this.init.launcher;
+    if (!launcher) return { settings: {}, statementTimeoutMs: 0 };
+    return captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'));
+  }
+
+  #count(entry: Entry): void {
+    const { job } = entry;
+    if (job.state === 'stopped') this.#stats.completed++;
+    else if (job.state === 'canceled') this.#stats.canceled++;
+    else this.#stats.failed++;
+    if (job.startedAt && job.endedAt) {
+      this.#stats.totalMs += job.endedAt.getTime() - job.startedAt.getTime();
+      this.#stats.timed++;
+    }
+  }
+
+  #lookup(ref: HandleRef, { allowConsumed }: { allowConsumed: boolean }): Entry {
+    const entry = this.#entries.get(ref.pid);
+    if (!entry) {
+      const consumedCookie = this.#consumed.get(ref.pid);
+      if (consumedCookie !== undefined && (ref.cookie === undefined || cookiesEqual(consumedCookie, ref.cookie))) {
+        throw errors.consumed(ref.pid);
+      }
+      throw errors.notAttached(ref.pid);
+    }
+    if (ref.cookie !== undefined && !cookiesEqual(entry.cookie, ref.cookie)) throw errors.cookieMismatch(ref.pid);
+    if (!allowConsumed && entry.job.consumed) throw errors.consumed(ref.pid);
+    return entry;
+  }
+
+  #forget(entry: Entry, consumed: boolean): void {
+    const pid = entry.job.pid;
+    if (this.#entries.get(pid) !== entry) return;
+    this.#entries.delete(pid);
+    if (consumed) {
+      this.#consumed.set(pid, entry.cookie);
+      if (this.#consumed.size > CONSUMED_MEMORY) this.#consumed.delete(this.#consumed.keys().next().value!);
+    }
+  }
+
+  #failure(entry: Entry): PgbgError | undefined {
+    const { job } = entry;
+    if (job.state === 'error' || job.state === 'canceled') return job.error;
+    return undefined;
+  }
+
+  async #waitStep(entry: Entry): Promise<void> {
+    const { job } = entry;
+    while (!job.ended) {
+      if (job.stalled) {
+        throw new PgbgError(
+          SqlState.objectNotInPrerequisiteState,
+          `background worker with PID ${job.pid} is waiting for its results to be read`,
+          {
+            detail: `Its unread results fill the queue of ${job.queueSize} bytes, so it cannot finish until they are read.`,
+            hint: 'Read the result instead of waiting, or launch with a larger queue_size.',
+          },
+        );
+      }
+      await job.changed();
+    }
+  }
+
+  /**
+   * Runs a wait, and while it lasts checks that the worker is not blocked by a
+   * lock the launcher holds: the launcher would wait forever, and PostgreSQL's
+   * deadlock detector cannot see a wait that happens outside the server.
+   */
+  async #guard<T>(entry: Entry, wait: () => Promise<T>): Promise<T> {
+    const launcherPid = entry.context.launcherPid;
+    if (launcherPid === undefined || entry.job.ended) return wait();
+    let stop = false;
+    const watchdog = (async (): Promise<never | undefined> => {
+      while (!stop) {
+        await delay(DEADLOCK_CHECK_MS);
+        if (stop || entry.job.ended) return undefined;
+        if (await this.core.isBlockedBy(entry, launcherPid)) {
+          throw new PgbgError(SqlState.deadlockDetected, 'deadlock detected', {
+            detail: `Process ${launcherPid} waits for background worker ${entry.job.pid}; background worker ${entry.job.pid} waits for a lock held by process ${launcherPid}.`,
+            hint: 'Release the lock (commit or roll back) before waiting for the worker, or detach it.',
+          });
+        }
+      }
+      return undefined;
+    })();
+    try {
+      return await Promise.race([wait(), watchdog.then(() => new Promise<never>(() => undefined))]);
+    } finally {
+      stop = true;
+    }
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

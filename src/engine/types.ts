@@ -1,0 +1,77 @@
+/** The public shapes of the engine's API. */
+import type { FieldInfo, JobState, Notice, Progress, RawRow } from './job.js';
+import type { LaunchContext } from '../sql/launch-context.js';
+
+/** A job handle: the worker backend's pid and a cookie that guards against pid reuse. */
+export interface Handle {
+  readonly pid: number;
+  readonly cookie: bigint;
+}
+
+/** A handle as callers pass it back: v1 callers have only the pid. */
+export interface HandleRef {
+  readonly pid: number;
+  readonly cookie?: bigint | undefined;
+}
+
+export interface LaunchOptions {
+  /** Result buffer in bytes; 0 or omitted = the session's default queue size (64 kB). */
+  queueSize?: number;
+  /** Identity and settings for the worker; by default captured from the session's launcher. */
+  context?: LaunchContext;
+  /** Called for each notice or warning the worker raises. */
+  onNotice?: (notice: Notice) => void;
+}
+
+export interface SessionSettings {
+  /** Most handles this session may track at once (pg_background.max_workers). @default 16 */
+  maxWorkers: number;
+  /** Result buffer per job when a launch asks for 0 (pg_background.default_queue_size). @default 65536 */
+  defaultQueueSize: number;
+  /** Cancel a job running longer than this, in ms; 0 = use the launcher's statement_timeout (pg_background.worker_timeout). @default 0 */
+  workerTimeoutMs: number;
+}
+
+export interface JobResult<R = Record<string, unknown>> {
+  fields: FieldInfo[];
+  rows: R[];
+  /** Command tags of the statements whose results are returned. */
+  commandTags: string[];
+  notices: Notice[];
+}
+
+/** A row of pg_background_list_v2. */
+export interface JobInfo {
+  pid: number;
+  cookie: bigint;
+  launchedAt: Date;
+  /** Role the worker runs as (its login user when no role was taken). */
+  role: string;
+  roleOid: number | null;
+  queueSize: number;
+  state: JobState;
+  /** First 120 characters of the SQL. */
+  sqlPreview: string;
+  lastError: string | null;
+  consumed: boolean;
+}
+
+export interface SessionStats {
+  workersLaunched: number;
+  workersCompleted: number;
+  workersFailed: number;
+  workersCanceled: number;
+  workersActive: number;
+  avgExecutionMs: number;
+  maxWorkers: number;
+}
+
+/** Raw access to a job's result: text values and field metadata (what the SQL API relays). */
+export interface RawResult {
+  fields: FieldInfo[];
+  rows: AsyncIterable<RawRow>;
+  commandTags(): string[];
+  notices: Notice[];
+}
+
+export type { FieldInfo, JobState, Notice, Progress, RawRow };

@@ -1,0 +1,12 @@
+/** pgbg: background SQL for PostgreSQL — the engine as a library. */
+export { Engine, type EngineOptions, type SessionOptions } from './engine/engine.js';
+export { Session } from './engine/session.js';
+export { PgbgError, WorkerError, SqlState } from './engine/errors.js';
+export type {
+  Handle, HandleRef, JobInfo, JobResult, LaunchOptions, SessionSettings, SessionStats, RawResult,
+  FieldInfo, JobState, Notice, Progress, RawRow,
+} from './engine/types.js';
+export type { LaunchContext } from './sql/launch-context.js';
+export type { PoolOptions } from './workers/pool.js';
+export { progressSql, PROGRESS_SQLSTATE } from './engine/progress.js';
+export { MAX_WORKERS, QUEUE_SIZE, WORKER_TIMEOUT } from './engine/limits.js';

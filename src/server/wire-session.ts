@@ -1,0 +1,306 @@
+/**
+ * One client connection of the wire server.
+ *
+ * pg-gateway drives the connection: it frames messages, answers SSLRequest
+ * with 'N', parses the StartupMessage and runs the SCRAM-SHA-256 exchange.
+ * What it does not do for a libpq client, we do from its `onMessage` /
+ * `onAuthenticated` hooks (each gap is marked "pg-gateway:" below):
+ * GSSENCRequest, CancelRequest, protocol-version negotiation, ParameterStatus
+ * and BackendKeyData, 28P01 on a failed login, and every message after
+ * authentication (its own post-auth handling answers everything but Terminate
+ * with a 'not implemented' error).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { PostgresConnection, ServerStep, type ConnectionState, type MessageResponse, type ScramSha256Data } from 'pg-gateway';
+import type { Logger } from 'pino';
+import { PgbgError, SqlState } from '../engine/errors.js';
+import type { WireConnection, WireHandler } from './wire.js';
+import { scramAuthOptions, type WireAuthenticate } from './wire-auth.js';
+import {
+  backendKeyData,
+  classifyInitialPacket,
+  errorResponse,
+  negotiateProtocolVersion,
+  noticeResponse,
+  parameterStatus,
+  readQueryText,
+  readStartupParameters,
+  readyForQuery,
+  type MessageFields,
+} from './wire-messages.js';
+import { runSimpleQuery } from './wire-query.js';
+import { socketDuplex, WireOutput } from './wire-socket.js';
+
+/** What the server shares with its sessions. */
+export interface SessionServices {
+  handler: WireHandler;
+  authenticate: WireAuthenticate;
+  mockVerifier: () => Promise<ScramSha256Data>;
+  logger: Logger;
+  serverVersion: string;
+  answerSet: boolean;
+  /** Makes the session reachable by CancelRequest (after authentication). */
+  register(session: WireSession): void;
+  unregister(session: WireSession): void;
+  /** A CancelRequest arrived on some connection. */
+  cancel(processId: number, secretKey: Buffer): void;
+}
+
+/**
+ * A zero-length response tells pg-gateway "handled, nothing to add": returning
+ * undefined would let it process the message itself. It writes the empty chunk,
+ * which WireOutput ignores.
+ */
+const HANDLED = new Uint8Array(0);
+
+const MSG = { query: 0x51, terminate: 0x58, sync: 0x53, flush: 0x48, functionCall: 0x46, password: 0x70 } as const;
+/** Parse, Bind, Describe, Execute, Close: the extended query protocol. */
+const EXTENDED = new Set([0x50, 0x42, 0x44, 0x45, 0x43]);
+/** CopyData, CopyDone, CopyFail: PostgreSQL ignores them outside COPY. */
+const COPY = new Set([0x64, 0x63, 0x66]);
+
+/** PostgreSQL's authentication_timeout default: a client that never finishes logging in is cut off. */
+const AUTH_TIMEOUT_MS = 60_000;
+
+const fatal = (code: string, message: string): Uint8Array => errorResponse({ severity: 'FATAL', code, message });
+
+export class WireSession {
+  /** Also the BackendKeyData process id. */
+  readonly id: number;
+  readonly secretKey = randomBytes(4);
+  readonly out: WireOutput;
+  /** Resolves once the socket closed and onClose (if due) ran. */
+  readonly closed: Promise<void>;
+  private conn: WireConnection | undefined;
+  private current: { controller: AbortController; done: Promise<void> } | undefined;
+  private skipUntilSync = false;
+  private finished: Promise<void> | undefined;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly socket: Socket,
+    id: number,
+    private readonly services: SessionServices,
+  ) {
+    this.id = id;
+    this.out = new WireOutput(socket);
+    this.logger = services.logger.child({ conn: id, remote: remoteOf(socket) });
+    this.closed = new Promise((resolve) => socket.once('close', () => void this.finish().then(resolve)));
+    socket.on('error', (err) => this.logger.debug({ err }, 'wire socket error'));
+    const authTimer = setTimeout(() => {
+      if (this.conn) return;
+      this.logger.info('wire authentication timed out');
+      this.out.end(fatal('08006', 'authentication timed out'));
+      setTimeout(() => this.out.destroy(), 1000).unref();
+    }, AUTH_TIMEOUT_MS).unref();
+    socket.once('close', () => clearTimeout(authTimer));
+  }
+
+  start(): void {
+    new PostgresConnection(socketDuplex(this.socket, this.out), {
+      auth: scramAuthOptions(this.services.authenticate, this.services.mockVerifier, {
+        onFailure: (user) => {
+          this.logger.info({ user }, 'wire authentication failed');
+          // pg-gateway would answer 28000; PostgreSQL (and our contract) says 28P01.
+          // Its own error is then dropped by WireOutput, which is already ended.
+          this.out.end(fatal('28P01', `password authentication failed for user "${user}"`));
+        },
+        onLookupError: (user, err) => this.logger.error({ user, err: safeError(err) }, 'wire authenticate() failed'),
+      }),
+      onAuthenticated: (state) => this.onAuthenticated(state),
+      onMessage: (data, state) => this.onMessage(data, state),
+    });
+  }
+
+  /** Aborts the running query, if any (CancelRequest). */
+  cancel(): void {
+    this.current?.controller.abort(new PgbgError(SqlState.queryCanceled, 'canceling statement due to user request'));
+  }
+
+  /** Server shutdown: tell the client why, then close. */
+  shutdown(graceMs: number): void {
+    this.current?.controller.abort(new PgbgError('57P01', 'terminating connection due to administrator command'));
+    if (this.conn) this.out.end(fatal('57P01', 'terminating connection due to administrator command'));
+    else this.out.destroy();
+    setTimeout(() => this.out.destroy(), graceMs).unref();
+  }
+
+  private onAuthenticated(state: ConnectionState): void {
+    const params = state.clientParams ?? { user: '' };
+    const user = params.user;
+    const database = params.database || user;
+    this.conn = {
+      id: this.id,
+      user,
+      database,
+      remoteAddress: this.socket.remoteAddress ?? '',
+      state: new Map(),
+      notice: (fields) => this.notice(fields),
+    };
+    this.services.register(this);
+    // pg-gateway sends only server_version; libpq wants these before ReadyForQuery,
+    // and dblink_cancel_query needs BackendKeyData. pg-gateway awaits this hook
+    // after writing AuthenticationOk and before writing ReadyForQuery.
+    const status: [string, string][] = [
+      ['server_version', this.services.serverVersion],
+      ['server_encoding', 'UTF8'],
+      ['client_encoding', 'UTF8'],
+      ['DateStyle', 'ISO, MDY'],
+      ['IntervalStyle', 'postgres'],
+      ['TimeZone', 'UTC'],
+      ['integer_datetimes', 'on'],
+      ['standard_conforming_strings', 'on'],
+      ['application_name', params.application_name ?? ''],
+      ['is_superuser', 'off'],
+      ['session_authorization', user],
+      ['default_transaction_read_only', 'off'],
+      ['in_hot_standby', 'off'],
+    ];
+    for (const [name, value] of status) this.out.write(parameterStatus(name, value));
+    this.out.write(backendKeyData(this.id, this.secretKey));
+    this.logger.info({ user, database }, 'wire connection authenticated');
+  }
+
+  private notice(fields: { severity?: string; code?: string; message: string } & Partial<Record<string, string>>): void {
+    const { severity = 'NOTICE', code = '00000', message, ...rest } = fields;
+    this.out.write(noticeResponse({ ...rest, severity, code, message } as MessageFields));
+  }
+
+  private async onMessage(data: Uint8Array, state: ConnectionState): Promise<MessageResponse> {
+    if (this.out.closed) return HANDLED; // we already said goodbye; ignore trailing input
+    switch (state.step) {
+      case ServerStep.AwaitingInitialMessage:
+        return this.onInitialPacket(data);
+      case ServerStep.PerformingAuthentication:
+        // pg-gateway throws (and console.errors) on anything but a password message,
+        // e.g. a client that gives up with Terminate.
+        if (data[0] === MSG.password) return undefined;
+        this.out.end(fatal('08P01', 'expected password response'));
+        return HANDLED;
+      default:
+        return this.onRegularMessage(data);
+    }
+  }
+
+  private onInitialPacket(data: Uint8Array): MessageResponse {
+    const packet = classifyInitialPacket(data);
+    switch (packet.kind) {
+      case 'ssl':
+        return undefined; // pg-gateway answers 'N' since it has no TLS options
+      case 'gssenc':
+        // pg-gateway: only knows SSLRequest. 'N' = no GSS encryption; libpq continues.
+        return Buffer.from('N');
+      case 'cancel':
+        // pg-gateway: treats it as a bad startup packet. PostgreSQL answers nothing and closes.
+        this.services.cancel(packet.processId, packet.secretKey);
+        this.out.end();
+        return HANDLED;
+      case 'startup':
+        if (packet.minor > 0) this.negotiateDown(data);
+        return undefined; // pg-gateway reads user/database and starts SCRAM
+      default:
+        this.out.end(fatal('08P01', 'invalid startup packet'));
+        return HANDLED;
+    }
+  }
+
+  /**
+   * pg-gateway: rejects any protocol but 3.0. A 3.2 client (libpq with
+   * max_protocol_version) expects NegotiateProtocolVersion instead, so send that
+   * and patch the version in the packet pg-gateway is about to parse (it reads
+   * this same buffer after the hook returns).
+   */
+  private negotiateDown(packet: Uint8Array): void {
+    const options = Object.keys(readStartupParameters(packet)).filter((k) => k.startsWith('_pq_.'));
+    this.out.write(negotiateProtocolVersion(3, 0, options));
+    packet[6] = 0;
+    packet[7] = 0;
+  }
+
+  private async onRegularMessage(data: Uint8Array): Promise<MessageResponse> {
+    const code = data[0] ?? 0;
+    if (code === MSG.terminate) {
+      this.out.end();
+      void this.finish();
+      return HANDLED;
+    }
+    if (code === MSG.sync) {
+      this.skipUntilSync = false;
+      this.out.write(readyForQuery('I'));
+      return HANDLED;
+    }
+    // After an extended-protocol error PostgreSQL discards everything up to Sync.
+    if (this.skipUntilSync || code === MSG.flush || COPY.has(code)) return HANDLED;
+    if (code === MSG.query) {
+      const sql = readQueryText(data);
+      if (sql === undefined) this.out.end(fatal('08P01', 'invalid Query message'));
+      else await this.runQuery(sql);
+      return HANDLED;
+    }
+    if (EXTENDED.has(code) || code === MSG.functionCall) {
+      this.out.write(
+        errorResponse({
+          severity: 'ERROR',
+          code: SqlState.featureNotSupported,
+          message: 'the extended query protocol is not supported by this endpoint',
+          hint: 'Send queries with the simple query protocol (no bind parameters).',
+        }),
+      );
+      // FunctionCall is answered right away; extended messages wait for Sync.
+      if (code === MSG.functionCall) this.out.write(readyForQuery('I'));
+      else this.skipUntilSync = true;
+      return HANDLED;
+    }
+    this.out.end(fatal('08P01', `invalid frontend message type ${code}`));
+    return HANDLED;
+  }
+
+  private async runQuery(sql: string): Promise<void> {
+    if (!this.conn) return;
+    const controller = new AbortController();
+    const ctx = { out: this.out, handler: this.services.handler, conn: this.conn, logger: this.logger, answerSet: this.services.answerSet };
+    const done = runSimpleQuery(ctx, sql, controller.signal).catch((err: unknown) => {
+      // runSimpleQuery answers errors itself; reaching here means writing failed.
+      this.logger.error({ err }, 'wire query failed');
+    });
+    this.current = { controller, done };
+    try {
+      await done;
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  /**
+   * Once per connection (Terminate or socket close): abort the running query,
+   * let it settle, then tell the handler. onClose therefore never races a query
+   * of the same connection.
+   */
+  private finish(): Promise<void> {
+    this.finished ??= (async () => {
+      const current = this.current;
+      current?.controller.abort(new PgbgError(SqlState.connectionFailure, 'client connection closed'));
+      await current?.done;
+      if (!this.conn) return;
+      this.services.unregister(this);
+      try {
+        this.services.handler.onClose?.(this.conn);
+      } catch (err) {
+        this.logger.error({ err }, 'wire handler onClose failed');
+      }
+      this.logger.info('wire connection closed');
+    })();
+    return this.finished;
+  }
+}
+
+function remoteOf(socket: Socket): string {
+  return socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort ?? ''}` : '';
+}
+
+/** An error for logging without any message text an `authenticate` callback might have put a secret in. */
+function safeError(err: unknown): { name: string; code?: unknown } {
+  if (err instanceof Error) return { name: err.name, code: (err as { code?: unknown }).code };
+  return { name: typeof err };
+}

@@ -1,0 +1,121 @@
+/**
+ * One TCP connection's byte streams, shaped the way pg-gateway wants them
+ * (WHATWG readable/writable), with a single output path shared by pg-gateway
+ * and our own messages.
+ *
+ * Why not pg-gateway's `fromNodeSocket()`:
+ * - We write messages pg-gateway knows nothing about (ParameterStatus,
+ *   BackendKeyData, NoticeResponse at any time, streamed rows). Every byte goes
+ *   through `WireOutput`, so ordering is simply the order of `write()` calls:
+ *   pg-gateway awaits each of its writes before it calls back into our hooks.
+ * - After we send our own FATAL (e.g. 28P01) and end the socket, pg-gateway may
+ *   still try to write its own error; `WireOutput` drops writes once ended
+ *   instead of raising write-after-end errors that pg-gateway would print with
+ *   console.error.
+ * - pg-gateway's frame splitter builds a DataView on `chunk.buffer` without the
+ *   byteOffset, so every chunk handed to it must be a fresh copy starting at
+ *   offset 0 (Node's pooled Buffers are not).
+ * - A client reset would make a `Readable.toWeb()` stream error, which
+ *   pg-gateway logs via console.error; here the readable just ends.
+ */
+import type { Socket } from 'node:net';
+import type { DuplexStream } from 'pg-gateway';
+import { StartupLengthGuard } from './wire-messages.js';
+
+export class WireOutput {
+  private ended = false;
+
+  constructor(private readonly socket: Socket) {}
+
+  /** True once we ended the socket or it died; later writes are dropped. */
+  get closed(): boolean {
+    return this.ended || this.socket.destroyed || !this.socket.writable;
+  }
+
+  /**
+   * Queues bytes. Returns false when the caller should `await drain()` before
+   * producing more (the socket's buffer is above its high-water mark).
+   */
+  write(bytes: Uint8Array): boolean {
+    if (this.closed || bytes.byteLength === 0) return true;
+    return this.socket.write(bytes);
+  }
+
+  /** Resolves when the socket's buffer drained, or the socket is gone. */
+  drain(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  /** Writes and waits for drain if needed. */
+  async send(bytes: Uint8Array): Promise<void> {
+    if (!this.write(bytes)) await this.drain();
+  }
+
+  /** Sends `last` (if any), then half-closes; the peer's FIN completes the close. */
+  end(last?: Uint8Array): void {
+    if (this.closed) return;
+    this.ended = true;
+    if (last) this.socket.end(last);
+    else this.socket.end();
+  }
+
+  /** Tears the socket down now (server shutdown, protocol violation). */
+  destroy(): void {
+    this.ended = true;
+    this.socket.destroy();
+  }
+}
+
+/** The socket as a DuplexStream for pg-gateway; all writes go through `out`. */
+export function socketDuplex(socket: Socket, out: WireOutput): DuplexStream<Uint8Array> {
+  let finished = false;
+  const guard = new StartupLengthGuard();
+  const readable = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        const finish = () => {
+          if (finished) return;
+          finished = true;
+          controller.close();
+        };
+        socket.on('data', (chunk: Buffer) => {
+          if (finished) return;
+          if (!guard.accept(chunk)) {
+            // Like PostgreSQL: no reply to something that is not our protocol.
+            out.destroy();
+            return;
+          }
+          controller.enqueue(new Uint8Array(chunk)); // copy: see the byteOffset note above
+          if ((controller.desiredSize ?? 1) <= 0) socket.pause();
+        });
+        socket.on('end', finish);
+        socket.on('close', finish);
+        // 'error' is always followed by 'close'; the server logs it.
+        socket.on('error', () => undefined);
+      },
+      pull() {
+        socket.resume();
+      },
+      cancel() {
+        finished = true;
+        socket.destroy();
+      },
+    },
+    { highWaterMark: 8 },
+  );
+  const writable = new WritableStream<Uint8Array>({
+    write: (chunk) => out.send(chunk),
+    close: () => out.end(),
+    abort: () => out.destroy(),
+  });
+  return { readable, writable };
+}

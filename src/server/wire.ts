@@ -1,0 +1,173 @@
+/**
+ * A PostgreSQL wire-protocol endpoint that a real PostgreSQL reaches through
+ * dblink (libpq), with the SQL answered by a pluggable handler.
+ *
+ * Scope, chosen for libpq/dblink:
+ * - plaintext only: SSLRequest and GSSENCRequest are answered 'N';
+ * - SCRAM-SHA-256 login (dblink requires a password for non-superusers);
+ * - the simple query protocol; extended-protocol messages get 0A000;
+ * - CancelRequest (dblink_cancel_query) aborts the handler's AbortSignal.
+ *
+ * Connection plumbing lives in wire-session.ts (on top of pg-gateway), byte
+ * layouts in wire-messages.ts, query execution in wire-query.ts.
+ */
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { mockVerifier, type WireAuthenticate } from './wire-auth.js';
+import { secretKeysMatch } from './wire-messages.js';
+import { WireSession, type SessionServices } from './wire-session.js';
+
+export type { WireAuthenticate, WireCredentials } from './wire-auth.js';
+
+export interface WireField {
+  name: string;
+  typeOid: number;
+}
+
+export interface WireResult {
+  /** Omitted → no RowDescription (a command without a result set). */
+  fields?: WireField[];
+  /** Text-format values, one array per row, as many values as `fields`. */
+  rows?: Iterable<(string | null)[]> | AsyncIterable<(string | null)[]>;
+  /** e.g. 'SELECT 3', 'INSERT 0 1'. */
+  commandTag: string;
+}
+
+export interface WireConnection {
+  /** Also the process id the client sees (BackendKeyData, PQbackendPID). */
+  readonly id: number;
+  readonly user: string;
+  readonly database: string;
+  readonly remoteAddress: string;
+  /** Send a NoticeResponse now (fields as PostgreSQL names them: severity, code, message, detail, hint, where...). */
+  notice(fields: { severity?: string; code?: string; message: string; detail?: string; hint?: string; where?: string }): void;
+  /** Arbitrary per-connection state for the handler. */
+  state: Map<string, unknown>;
+}
+
+export interface WireHandler {
+  /**
+   * Called once per Query message with its whole text (possibly several
+   * statements; the handler splits if it wants to). Return one result per
+   * statement. Throw an error with a SQLSTATE `code` (e.g. PgbgError) to send
+   * an ErrorResponse with all its fields; any other error is logged and the
+   * client gets XX000 'internal error'. `signal` aborts on CancelRequest (reason:
+   * a 57014 PgbgError) and when the client goes away.
+   */
+  query(sql: string, conn: WireConnection, signal: AbortSignal): Promise<WireResult | WireResult[]>;
+  /** Called exactly once per authenticated connection, after its last query settled. */
+  onClose?(conn: WireConnection): void;
+}
+
+export interface WireServerOptions {
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** 0 picks a free port (see WireServer.port). @default 0 */
+  port?: number;
+  handler: WireHandler;
+  /**
+   * The secret for a user logging into a database, or undefined if unknown.
+   * Unknown users and wrong passwords both get 28P01 and are disconnected.
+   */
+  authenticate: WireAuthenticate;
+  /** @default pino({ name: 'pgbg-wire' }) */
+  logger?: Logger;
+  /** Reported as server_version; libpq parses the leading number. @default '18.0 (pgbg)' */
+  serverVersion?: string;
+  /**
+   * A Query that is a single `SET name TO value` (what libpq's
+   * PQsetClientEncoding and dblink_connect send) is answered 'SET' without
+   * calling the handler; `SET client_encoding` to anything but UTF8 is refused
+   * (0A000), since no conversion happens. false routes SETs to the handler.
+   * @default true
+   */
+  answerSet?: boolean;
+  /** How long close() lets clients read the shutdown error before cutting them off. @default 1000 */
+  shutdownGraceMs?: number;
+}
+
+export interface WireServer {
+  readonly port: number;
+  readonly host: string;
+  /**
+   * Stops accepting, ends every connection (FATAL 57P01) and aborts running
+   * queries; resolves once all sockets closed and every onClose ran (so a
+   * handler that ignores its AbortSignal delays it).
+   */
+  close(): Promise<void>;
+  /** Open client sockets, authenticated or not. */
+  connections(): number;
+}
+
+export async function startWireServer(opts: WireServerOptions): Promise<WireServer> {
+  const logger = opts.logger ?? pino({ name: 'pgbg-wire' });
+  const host = opts.host ?? '127.0.0.1';
+  const open = new Set<WireSession>();
+  /** Authenticated sessions by process id, for CancelRequest. */
+  const byId = new Map<number, WireSession>();
+  // Random start so ids are not guessable from "one more than mine" across restarts;
+  // the secret key is what actually protects cancel.
+  let nextId = randomInt(10_000, 1_000_000);
+  const allocateId = (): number => {
+    do nextId = nextId >= 0x7fffffff ? 10_000 : nextId + 1;
+    while (byId.has(nextId));
+    return nextId;
+  };
+
+  const services: SessionServices = {
+    handler: opts.handler,
+    authenticate: opts.authenticate,
+    mockVerifier: mockVerifier(),
+    logger,
+    serverVersion: opts.serverVersion ?? '18.0 (pgbg)',
+    answerSet: opts.answerSet ?? true,
+    register: (s) => byId.set(s.id, s),
+    unregister: (s) => {
+      if (byId.get(s.id) === s) byId.delete(s.id);
+    },
+    cancel(processId, secretKey) {
+      const target = byId.get(processId);
+      // Compare even when the id is unknown so timing does not reveal live ids.
+      const ok = secretKeysMatch(target?.secretKey ?? Buffer.alloc(4), secretKey) && target !== undefined;
+      logger.info({ target: processId, matched: ok }, 'wire cancel request');
+      if (ok) target.cancel();
+    },
+  };
+
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    const session = new WireSession(socket, allocateId(), services);
+    open.add(session);
+    void session.closed.then(() => open.delete(session));
+    session.start();
+  });
+  server.on('error', (err) => logger.error({ err }, 'wire server error'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  logger.info({ host, port }, 'wire server listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    host,
+    connections: () => open.size,
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        const sessions = [...open];
+        for (const s of sessions) s.shutdown(opts.shutdownGraceMs ?? 1000);
+        await Promise.all(sessions.map((s) => s.closed));
+        await stopped;
+        logger.info({ port }, 'wire server closed');
+      })();
+      return closing;
+    },
+  };
+}

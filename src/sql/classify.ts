@@ -1,0 +1,137 @@
+/**
+ * Static checks on the SQL a caller submits, made with PostgreSQL's own parser
+ * (libpg-query, WASM) so that keywords inside string literals, comments, dollar
+ * quotes and DO bodies are never mistaken for statements.
+ */
+import type { DefElem, Node } from 'libpg-query';
+import { errors } from '../engine/errors.js';
+
+export interface StatementPlan {
+  /** Number of top-level statements the server will run (0 for an empty/comment-only string). */
+  statementCount: number;
+  /**
+   * True when the string is exactly one statement that PostgreSQL refuses to run
+   * inside a transaction block (VACUUM but not plain ANALYZE, CREATE/DROP DATABASE,
+   * ALTER DATABASE ... SET TABLESPACE, CREATE/DROP TABLESPACE, ALTER SYSTEM,
+   * CREATE/DROP INDEX CONCURRENTLY, REINDEX ... CONCURRENTLY, REINDEX
+   * SCHEMA/DATABASE/SYSTEM, CLUSTER without a table, CREATE/ALTER/DROP
+   * SUBSCRIPTION, ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY, DISCARD ALL).
+   * ALTER TYPE ... ADD VALUE is allowed in a block since PG12, so it is false.
+   */
+  mustRunAlone: boolean;
+  /** False when the parser could not parse the string (e.g. a syntax error); the server will then report the error itself. */
+  parsed: boolean;
+}
+
+type ParseSync = typeof import('libpg-query').parseSync;
+
+let parseSync: ParseSync | undefined;
+let loading: Promise<void> | undefined;
+
+/** Loads the parser's WASM module once; idempotent; safe to call concurrently. */
+export async function loadClassifier(): Promise<void> {
+  // Imported lazily: libpg-query starts compiling its WASM as soon as it is
+  // imported, which code paths that never classify SQL should not pay for.
+  loading ??= (async () => {
+    const lib = await import('libpg-query');
+    await lib.loadModule();
+    parseSync = lib.parseSync;
+  })().catch((err: unknown) => {
+    loading = undefined; // let a later call retry
+    throw err;
+  });
+  return loading;
+}
+
+/**
+ * Throws PgbgError (0A000) for transaction control and COPY anywhere among the
+ * top-level statements; otherwise returns the plan. Synchronous once
+ * `loadClassifier()` has resolved.
+ */
+export function classifyStatements(sql: string): StatementPlan {
+  if (!parseSync) throw new Error('classifyStatements() called before loadClassifier() resolved');
+  // libpg-query rejects '' outright, whereas the server answers it with EmptyQueryResponse.
+  if (sql === '') return { statementCount: 0, mustRunAlone: false, parsed: true };
+
+  let stmts: Node[];
+  try {
+    stmts = (parseSync(sql).stmts ?? []).flatMap((raw) => (raw.stmt ? [raw.stmt] : []));
+  } catch {
+    // The server parses it again and reports the error with its own position and SQLSTATE.
+    return { statementCount: 1, mustRunAlone: false, parsed: false };
+  }
+
+  for (const stmt of stmts) {
+    // A worker runs the whole string as one unit whose outcome the launcher
+    // reports; letting it commit, roll back or prepare part way would break that.
+    if ('TransactionStmt' in stmt) throw errors.transactionControl();
+    // COPY FROM STDIN / TO STDOUT need the copy sub-protocol, which the result
+    // queue cannot carry; file/program COPY is refused too, as pg_background does.
+    if ('CopyStmt' in stmt) throw errors.copy();
+  }
+
+  const only = stmts.length === 1 ? stmts[0] : undefined;
+  // In a multi-statement string these statements fail anyway (the server wraps
+  // the string in an implicit transaction block), so only a lone one can run alone.
+  return { statementCount: stmts.length, mustRunAlone: only !== undefined && refusesTransactionBlock(only), parsed: true };
+}
+
+/**
+ * Mirrors the statements whose execution calls PreventInTransactionBlock().
+ * Cases decided only at run time (e.g. REINDEX of a partitioned table) are not
+ * visible here; where syntax alone is ambiguous (subscriptions) this errs towards
+ * true, since a lone statement may always run outside a transaction block.
+ */
+function refusesTransactionBlock(stmt: Node): boolean {
+  if ('VacuumStmt' in stmt) return stmt.VacuumStmt.is_vacuumcmd === true; // ANALYZE shares the node
+  if ('IndexStmt' in stmt) return stmt.IndexStmt.concurrent === true;
+  if ('DropStmt' in stmt) return stmt.DropStmt.concurrent === true;
+  if ('ReindexStmt' in stmt) {
+    const { kind, params = [] } = stmt.ReindexStmt;
+    return kind === 'REINDEX_OBJECT_SCHEMA' || kind === 'REINDEX_OBJECT_DATABASE' || kind === 'REINDEX_OBJECT_SYSTEM'
+      || params.some((p) => 'DefElem' in p && p.DefElem.defname === 'concurrently' && defIsTrue(p.DefElem));
+  }
+  if ('ClusterStmt' in stmt) return stmt.ClusterStmt.relation === undefined; // CLUSTER of every table
+  if ('AlterTableStmt' in stmt) {
+    return (stmt.AlterTableStmt.cmds ?? []).some((c) => 'AlterTableCmd' in c
+      && c.AlterTableCmd.subtype === 'AT_DetachPartition'
+      && c.AlterTableCmd.def !== undefined && 'PartitionCmd' in c.AlterTableCmd.def
+      && c.AlterTableCmd.def.PartitionCmd.concurrent === true);
+  }
+  if ('AlterDatabaseStmt' in stmt) {
+    return (stmt.AlterDatabaseStmt.options ?? []).some((o) => 'DefElem' in o && o.DefElem.defname === 'tablespace');
+  }
+  if ('DiscardStmt' in stmt) return stmt.DiscardStmt.target === 'DISCARD_ALL';
+  return 'CreatedbStmt' in stmt || 'DropdbStmt' in stmt
+    || 'CreateTableSpaceStmt' in stmt || 'DropTableSpaceStmt' in stmt
+    || 'AlterSystemStmt' in stmt
+    || 'CreateSubscriptionStmt' in stmt || 'AlterSubscriptionStmt' in stmt || 'DropSubscriptionStmt' in stmt;
+}
+
+/**
+ * defGetBoolean() for an option like `(CONCURRENTLY false)`. The parse tree omits
+ * zero/false values, so `{ Integer: {} }` is 0 and `{ Boolean: {} }` is false.
+ */
+function defIsTrue(def: DefElem): boolean {
+  const arg = def.arg;
+  if (arg === undefined) return true; // bare option name
+  if ('Integer' in arg) return (arg.Integer.ival ?? 0) !== 0;
+  if ('Boolean' in arg) return arg.Boolean.boolval === true;
+  // defGetBoolean() accepts only true/false/on/off as words; anything else errors there.
+  if ('String' in arg) return !['false', 'off'].includes((arg.String.sval ?? '').toLowerCase());
+  return true;
+}
+
+/** First `max` characters (code points) of `sql`, never cutting a UTF-8 multi-byte sequence or surrogate pair. Default max = 120. */
+export function sqlPreview(sql: string, max = 120): string {
+  // Iterating a string yields whole code points, so a surrogate pair is never
+  // split, and a string of whole code points always encodes to valid UTF-8.
+  let end = 0;
+  let count = 0;
+  for (const ch of sql) {
+    if (count >= max) break;
+    end += ch.length;
+    count++;
+  }
+  return sql.slice(0, end);
+}

@@ -1,0 +1,89 @@
+/**
+ * What a worker inherits from its launcher: the current role and the session
+ * settings in force at launch (search_path, TimeZone, DateStyle, application
+ * settings like `myapp.tenant`, …). Captured with one query on the launcher's
+ * connection and applied in the worker by one statement that runs in the same
+ * transaction as the job, so a failure to take the role aborts the job before
+ * any of its SQL runs.
+ */
+import pg from 'pg';
+import { WORKER_MARKER_SETTING } from '../engine/progress.js';
+
+export interface LaunchContext {
+  /** Role the worker takes (SET ROLE); undefined = the login user itself. */
+  role?: string | undefined;
+  /** OID of the effective role, for listings (pg_background_list_v2's user_id). */
+  roleOid?: number | undefined;
+  /** Session settings to apply, by name. */
+  settings: Record<string, string>;
+  /** The launcher's statement_timeout in ms (the fallback worker timeout). */
+  statementTimeoutMs: number;
+  /** The launcher's backend pid, when it is a PostgreSQL session (for self-deadlock detection). */
+  launcherPid?: number | undefined;
+}
+
+/**
+ * Settings a worker must not copy: identity (taken separately and checked by
+ * the server), connection-level ones, per-transaction ones, and
+ * statement_timeout (pgbg enforces the worker timeout itself).
+ */
+const NOT_COPIED = [
+  'role', 'session_authorization', 'is_superuser', 'client_encoding', 'application_name',
+  'statement_timeout', 'transaction_isolation', 'transaction_read_only', 'transaction_deferrable',
+  'default_transaction_read_only_override', WORKER_MARKER_SETTING,
+];
+
+/** One query: the effective role, the settings the session changed, the timeout, the pid. */
+export const CAPTURE_SQL = `SELECT current_user AS role,
+  session_user AS login,
+  (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS role_oid,
+  pg_catalog.pg_backend_pid() AS pid,
+  pg_catalog.current_setting('statement_timeout') AS statement_timeout,
+  (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
+     WHERE source = 'session' AND name <> ALL ($1::text[])) AS settings`;
+
+export const CAPTURE_PARAMS = [NOT_COPIED];
+
+interface CaptureRow {
+  role: string;
+  login: string;
+  role_oid: number;
+  pid: number;
+  statement_timeout: string;
+  settings: Record<string, string> | null;
+}
+
+export function contextFromCapture(row: CaptureRow, parseTime: (s: string) => number): LaunchContext {
+  return {
+    role: row.role === row.login ? undefined : row.role,
+    roleOid: Number(row.role_oid),
+    settings: row.settings ?? {},
+    statementTimeoutMs: parseTime(row.statement_timeout),
+    launcherPid: row.pid,
+  };
+}
+
+export async function captureLaunchContext(client: pg.ClientBase, parseTime: (s: string) => number): Promise<LaunchContext> {
+  const { rows } = await client.query<CaptureRow>(CAPTURE_SQL, CAPTURE_PARAMS);
+  return contextFromCapture(rows[0]!, parseTime);
+}
+
+/**
+ * The statement a worker runs first: take the role, apply the settings, mark
+ * itself as a worker. set_config('role', …) checks membership exactly like SET
+ * ROLE, so a launcher cannot hand its worker a role it could not take itself.
+ */
+export function setupStatement(ctx: LaunchContext): string {
+  const calls: string[] = [];
+  if (ctx.role !== undefined) calls.push(setConfig('role', ctx.role));
+  for (const [name, value] of Object.entries(ctx.settings)) {
+    if (NOT_COPIED.includes(name)) continue;
+    calls.push(setConfig(name, value));
+  }
+  calls.push(setConfig(WORKER_MARKER_SETTING, 'on'));
+  return `SELECT ${calls.join(', ')}`;
+}
+
+function setConfig(name: string, value: string): string {
+  return `pg_catalog.set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, false)`;
+}

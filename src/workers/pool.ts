@@ -1,0 +1,344 @@
+/**
+ * Warm worker connections per login (server, database, user, credentials).
+ * A launch on a warm connection costs no connection setup at all. Between jobs
+ * a connection is reset with DISCARD ALL (temp tables, settings, prepared
+ * statements, advisory locks, LISTEN, role); one whose state is uncertain
+ * (lost, canceled, left in a transaction) is closed instead. Old connections
+ * retire after a lifetime or job-count cap.
+ *
+ * When no connection can be had (our caps, or the server's max_connections),
+ * a launch waits in a bounded queue until its deadline, or fails at once when
+ * the policy is 'fail'; either way the final error is SQLSTATE 53000 naming
+ * the limit that was hit.
+ */
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import pg from 'pg';
+import { parse as parseConnectionString } from 'pg-connection-string';
+import type { Logger } from 'pino';
+import { errors, PgbgError } from '../engine/errors.js';
+import { WorkerConnection } from './worker.js';
+
+export interface PoolOptions {
+  /** Most worker connections for one login (database + user). @default 64 */
+  maxConnectionsPerLogin?: number;
+  /** Most worker connections overall. @default 128 */
+  maxConnections?: number;
+  /** Idle connections are closed after this long. @default 30000 */
+  idleTimeoutMs?: number;
+  /** A connection retires after this long. @default 1800000 */
+  maxLifetimeMs?: number;
+  /** A connection retires after this many jobs. @default 10000 */
+  maxJobsPerConnection?: number;
+  /** What a launch does when no connection can be had: wait in a queue, or fail at once. @default 'queue' */
+  whenExhausted?: 'queue' | 'fail';
+  /** How long a queued launch waits before failing with 53000. @default 10000 */
+  acquireTimeoutMs?: number;
+  /** Most launches waiting at once; more fail at once with 53000. @default 1000 */
+  maxQueuedLaunches?: number;
+}
+
+const DEFAULTS: Required<PoolOptions> = {
+  maxConnectionsPerLogin: 64,
+  maxConnections: 128,
+  idleTimeoutMs: 30_000,
+  maxLifetimeMs: 30 * 60_000,
+  maxJobsPerConnection: 10_000,
+  whenExhausted: 'queue',
+  acquireTimeoutMs: 10_000,
+  maxQueuedLaunches: 1000,
+};
+
+/** The credentials a worker logs in with; `key` identifies the pool. */
+export interface Login {
+  readonly config: pg.ClientConfig;
+  readonly key: string;
+  /** The user workers log in as. */
+  readonly user: string;
+  readonly database: string;
+  /** For messages and logs: user@database (never the password). */
+  readonly label: string;
+}
+
+export function makeLogin(config: pg.ClientConfig | string): Login {
+  const c: pg.ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+  // The same defaults node-postgres applies (connection string, then PG* environment, then OS user).
+  const fromUrl = (c.connectionString ? parseConnectionString(c.connectionString) : {}) as Record<string, unknown>;
+  const pick = (key: string, env: string, fallback: string): string =>
+    String((c as Record<string, unknown>)[key] ?? fromUrl[key] ?? process.env[env] ?? fallback);
+  const user = pick('user', 'PGUSER', os.userInfo().username);
+  const database = pick('database', 'PGDATABASE', user);
+  const host = pick('host', 'PGHOST', 'localhost');
+  const port = pick('port', 'PGPORT', '5432');
+  const rawPassword = (c as Record<string, unknown>).password ?? fromUrl.password ?? process.env.PGPASSWORD;
+  const password = typeof rawPassword === 'string' ? rawPassword : '';
+  const key = createHash('sha256').update(JSON.stringify([host, port, database, user, password])).digest('hex');
+  return { config: c, key, user, database, label: `${user}@${database}` };
+}
+
+interface Bucket {
+  idle: WorkerConnection[];
+  /** Connections handed out, resetting or being opened. */
+  busy: number;
+}
+
+export class WorkerPool {
+  readonly options: Required<PoolOptions>;
+  readonly #buckets = new Map<string, Bucket>();
+  #total = 0;
+  #queued = 0;
+  #closed = false;
+  #wakeups: (() => void)[] = [];
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(
+    options: PoolOptions,
+    private readonly logger: Logger,
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+    this.#sweeper = setInterval(() => this.#sweep(), Math.max(1000, this.options.idleTimeoutMs / 2));
+    this.#sweeper.unref();
+  }
+
+  /** Connections open now (idle + in use). */
+  get size(): number {
+    return this.#total;
+  }
+
+  get idleCount(): number {
+    let n = 0;
+    for (const b of this.#buckets.values()) n += b.idle.length;
+    return n;
+  }
+
+  /**
+   * A connection for `login` whose backend pid is not in `excludePids` (so one
+   * session never holds two live handles with the same pid).
+   */
+  async acquire(login: Login, excludePids: ReadonlySet<number> = new Set(), signal?: AbortSignal): Promise<WorkerConnection> {
+    const deadline = Date.now() + this.options.acquireTimeoutMs;
+    let lastLimit: PgbgError | undefined;
+    let queued = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.#closed) throw errors.noCapacity('The pgbg engine is shutting down.');
+        signal?.throwIfAborted();
+        const idle = this.#takeIdle(login, excludePids);
+        if (idle) return idle;
+        const limit = this.#capacityLimit(login);
+        if (!limit) {
+          try {
+            return await this.#open(login);
+          } catch (err) {
+            if (!isServerFull(err)) throw err;
+            lastLimit = errors.noCapacity(
+              'PostgreSQL max_connections was reached: raise max_connections, or lower the pool caps so they fit.',
+              `The server refused a new worker connection for ${login.label}: ${(err as Error).message}`,
+            );
+            // Our own idle connections of other logins hold server slots: give one back.
+            this.#evictIdleOfOtherLogin(login.key);
+          }
+        } else {
+          lastLimit = limit;
+        }
+        if (this.options.whenExhausted === 'fail') throw lastLimit;
+        if (!queued) {
+          if (this.#queued >= this.options.maxQueuedLaunches) {
+            throw errors.noCapacity(
+              `${this.options.maxQueuedLaunches} launches are already waiting for a worker (maxQueuedLaunches).`,
+              lastLimit.hint,
+            );
+          }
+          queued = true;
+          this.#queued++;
+          this.logger.debug({ login: login.label }, 'launch queued: no worker connection available');
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          throw errors.noCapacity(
+            `${lastLimit.hint ?? 'No worker connection could be had.'} The launch waited ${this.options.acquireTimeoutMs} ms (acquireTimeoutMs).`,
+            lastLimit.detail,
+          );
+        }
+        // Woken by a release; a short poll also notices slots other clients freed.
+        await this.#nextWakeup(Math.min(remaining, 50 + attempt * 25, 500), signal);
+      }
+    } finally {
+      if (queued) this.#queued--;
+    }
+  }
+
+  /**
+   * Gives a connection back. Reusable ones are reset first; the rest are
+   * closed. Never throws.
+   */
+  release(worker: WorkerConnection, reusable: boolean): void {
+    const bucket = this.#bucketOf(worker);
+    const tooOld =
+      Date.now() - worker.createdAt > this.options.maxLifetimeMs || worker.jobsRun >= this.options.maxJobsPerConnection;
+    if (!reusable || tooOld || !worker.alive || worker.cancelSent || this.#closed) {
+      this.#discard(worker, bucket);
+      return;
+    }
+    worker
+      .query('DISCARD ALL')
+      .then(() => {
+        this.logger.debug({ worker: worker.pid }, 'worker reset');
+        bucket.busy--;
+        if (this.#closed) {
+          this.#total--;
+          void worker.close();
+        } else {
+          worker.lastUsed = Date.now();
+          bucket.idle.push(worker);
+        }
+        this.#wake();
+      })
+      .catch((err: unknown) => {
+        this.logger.warn({ worker: worker.pid, err: (err as Error).message }, 'worker reset failed; closing it');
+        this.#discard(worker, bucket);
+      });
+  }
+
+  /** Runs engine SQL (terminate, lock checks) on a connection of `login`. */
+  async withConnection<T>(login: Login, fn: (w: WorkerConnection) => Promise<T>): Promise<T> {
+    const worker = await this.acquire(login);
+    let ok = false;
+    try {
+      const value = await fn(worker);
+      ok = true;
+      return value;
+    } finally {
+      this.release(worker, ok);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    const idle = [...this.#buckets.values()].flatMap((b) => b.idle.splice(0));
+    this.#total -= idle.length;
+    this.#wake();
+    await Promise.all(idle.map((w) => w.close()));
+  }
+
+  #takeIdle(login: Login, excludePids: ReadonlySet<number>): WorkerConnection | undefined {
+    const bucket = this.#buckets.get(login.key);
+    if (!bucket) return undefined;
+    // Most recently used first: its pages are warm, and old ones can idle out.
+    for (let i = bucket.idle.length - 1; i >= 0; i--) {
+      const w = bucket.idle[i]!;
+      if (!w.alive) {
+        bucket.idle.splice(i, 1);
+        this.#total--;
+        continue;
+      }
+      if (excludePids.has(w.pid)) continue;
+      bucket.idle.splice(i, 1);
+      bucket.busy++;
+      return w;
+    }
+    return undefined;
+  }
+
+  #capacityLimit(login: Login): PgbgError | undefined {
+    const bucket = this.#buckets.get(login.key);
+    const forLogin = bucket ? bucket.idle.length + bucket.busy : 0;
+    if (forLogin >= this.options.maxConnectionsPerLogin) {
+      return errors.noCapacity(
+        `All ${this.options.maxConnectionsPerLogin} worker connections for ${login.label} are busy (maxConnectionsPerLogin).`,
+      );
+    }
+    if (this.#total >= this.options.maxConnections) {
+      if (this.#evictIdleOfOtherLogin(login.key)) return undefined;
+      return errors.noCapacity(`All ${this.options.maxConnections} pgbg worker connections are busy (maxConnections).`);
+    }
+    return undefined;
+  }
+
+  async #open(login: Login): Promise<WorkerConnection> {
+    const bucket = this.#bucket(login.key);
+    bucket.busy++;
+    this.#total++;
+    try {
+      const worker = await WorkerConnection.open({ config: login.config, logger: this.logger });
+      worker.poolKey = login.key;
+      this.logger.debug({ worker: worker.pid, login: login.label }, 'worker connection opened');
+      return worker;
+    } catch (err) {
+      bucket.busy--;
+      this.#total--;
+      this.#wake();
+      throw err;
+    }
+  }
+
+  #evictIdleOfOtherLogin(key: string): boolean {
+    for (const [k, b] of this.#buckets) {
+      if (k === key || b.idle.length === 0) continue;
+      const w = b.idle.shift()!;
+      this.#total--;
+      void w.close();
+      return true;
+    }
+    return false;
+  }
+
+  #discard(worker: WorkerConnection, bucket: Bucket): void {
+    bucket.busy--;
+    this.#total--;
+    void worker.close();
+    this.#wake();
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const bucket of this.#buckets.values()) {
+      const keep: WorkerConnection[] = [];
+      for (const w of bucket.idle) {
+        if (!w.alive || now - w.lastUsed > this.options.idleTimeoutMs || now - w.createdAt > this.options.maxLifetimeMs) {
+          this.#total--;
+          void w.close();
+        } else keep.push(w);
+      }
+      bucket.idle = keep;
+    }
+  }
+
+  #bucket(key: string): Bucket {
+    let b = this.#buckets.get(key);
+    if (!b) {
+      b = { idle: [], busy: 0 };
+      this.#buckets.set(key, b);
+    }
+    return b;
+  }
+
+  #bucketOf(worker: WorkerConnection): Bucket {
+    return this.#bucket(worker.poolKey);
+  }
+
+  #nextWakeup(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      this.#wakeups.push(done);
+    });
+  }
+
+  #wake(): void {
+    const w = this.#wakeups;
+    this.#wakeups = [];
+    for (const f of w) f();
+  }
+}
+
+function isServerFull(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === '53300' || code === '53000' || code === '57P03';
+}

@@ -1,0 +1,64 @@
+/**
+ * Turns the protocol messages of one simple Query into the job's result:
+ * only the last statement's rows; command tags of trailing row-less
+ * statements; rows of earlier statements dropped as they arrive (never
+ * buffered), which is possible because the parser told us how many statements
+ * there are. Statements we prepended (the worker setup) are skipped.
+ *
+ * Pure: no sockets, no timers — the worker connection feeds it.
+ */
+import type { FieldInfo, Job, RawRow } from '../engine/job.js';
+
+export class ResultTracker {
+  #index = 0;
+  #currentHasRows = false;
+  #pendingTags: string[] = [];
+
+  /**
+   * @param skipStatements statements at the start of the query that are ours, not the user's
+   * @param userStatements how many statements the user's SQL has, or undefined when unknown
+   */
+  constructor(
+    private readonly job: Job,
+    private readonly skipStatements: number,
+    private readonly userStatements: number | undefined,
+  ) {}
+
+  get #userIndex(): number {
+    return this.#index - this.skipStatements;
+  }
+
+  /** Whether the statement now running is the user's last one (when unknown, each may be). */
+  get #isLast(): boolean {
+    const i = this.#userIndex;
+    if (i < 0) return false;
+    return this.userStatements === undefined || i >= this.userStatements - 1;
+  }
+
+  rowDescription(fields: FieldInfo[]): void {
+    this.#currentHasRows = true;
+    if (this.#userIndex < 0) return;
+    this.#pendingTags = [];
+    if (this.#isLast) this.job.setFields(fields);
+  }
+
+  dataRow(row: RawRow): void {
+    if (this.#isLast) this.job.pushRow(row);
+  }
+
+  commandComplete(tag: string): void {
+    const isUser = this.#userIndex >= 0;
+    if (isUser && !this.#currentHasRows) this.#pendingTags.push(tag);
+    if (isUser && this.#isLast) {
+      if (this.#currentHasRows) this.job.commandTags = [tag];
+      else this.job.setCommandTags(this.#pendingTags);
+    }
+    this.#index++;
+    this.#currentHasRows = false;
+  }
+
+  /** An empty query string: no statements, no rows, no tags. */
+  emptyQuery(): void {
+    if (this.#userIndex >= 0) this.job.setCommandTags([]);
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * A worker: one PostgreSQL connection owned by the engine, logged in as the
+ * launcher's user. It runs one job at a time with the simple Query protocol,
+ * relaying messages to the job through a ResultTracker, and can stop reading
+ * its socket so the backend waits (backpressure).
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { FieldInfo, Job } from '../engine/job.js';
+import { PROGRESS_SQLSTATE, parseProgress } from '../engine/progress.js';
+import { ResultTracker } from './result-tracker.js';
+import { sendCancelRequest } from './cancel.js';
+
+export interface RunOutcome {
+  /** The first error the server sent for this query, if any. */
+  error?: pg.DatabaseError | Error;
+  /** True when the connection died before ReadyForQuery. */
+  lost: boolean;
+  /** Transaction status from ReadyForQuery ('I' idle, 'T' in transaction, 'E' failed). */
+  txStatus?: string;
+}
+
+interface ProtocolMessage {
+  fields?: unknown[];
+  text?: string;
+  status?: string;
+}
+
+/** node-postgres runs any object with `submit` as a query; this one feeds a job. */
+class JobSubmission {
+  #error: pg.DatabaseError | Error | undefined;
+  #settled = false;
+
+  constructor(
+    private readonly text: string,
+    private readonly tracker: ResultTracker,
+    private readonly settle: (outcome: RunOutcome) => void,
+    private readonly txStatus: () => string | undefined,
+  ) {}
+
+  submit(connection: { query(text: string): void }): void {
+    connection.query(this.text);
+  }
+  handleRowDescription(msg: { fields: FieldInfo[] }): void {
+    this.tracker.rowDescription(
+      msg.fields.map((f) => ({
+        name: f.name,
+        dataTypeID: f.dataTypeID,
+        dataTypeSize: f.dataTypeSize,
+        dataTypeModifier: f.dataTypeModifier,
+        tableID: f.tableID,
+        columnID: f.columnID,
+      })),
+    );
+  }
+  handleDataRow(msg: ProtocolMessage): void {
+    this.tracker.dataRow(msg.fields as (string | null)[]);
+  }
+  handleCommandComplete(msg: ProtocolMessage): void {
+    this.tracker.commandComplete(msg.text ?? '');
+  }
+  handleEmptyQuery(): void {
+    this.tracker.emptyQuery();
+  }
+  handleError(err: pg.DatabaseError | Error): void {
+    this.#error ??= err;
+    // node-postgres reports a dead socket through handleError without ReadyForQuery.
+    if (!(err instanceof pg.DatabaseError) || err.severity === 'FATAL' || err.severity === 'PANIC') {
+      this.#finish({ error: this.#error, lost: true });
+    }
+  }
+  handleReadyForQuery(): void {
+    const txStatus = this.txStatus();
+    this.#finish(this.#error ? { error: this.#error, lost: false, txStatus } : { lost: false, txStatus });
+  }
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {
+    // COPY is refused before a job runs; if one slips through (inside a function), fail it.
+    this.#error ??= new Error('COPY protocol not allowed in pg_background');
+  }
+  handleCopyData(): void {}
+  #finish(outcome: RunOutcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.settle(outcome);
+  }
+}
+
+export interface WorkerOptions {
+  config: pg.ClientConfig;
+  logger: Logger;
+}
+
+let nextWorkerId = 1;
+
+export class WorkerConnection {
+  readonly id = nextWorkerId++;
+  readonly createdAt = Date.now();
+  jobsRun = 0;
+  lastUsed = Date.now();
+  /** The pool bucket this connection belongs to. */
+  poolKey = '';
+  /** A CancelRequest was sent: it may land late, so this connection is never reused. */
+  cancelSent = false;
+  #alive = true;
+  #job: Job | undefined;
+  #paused = false;
+
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly logger: Logger,
+  ) {
+    client.on('notice', (msg) => this.#onNotice(msg));
+    client.on('error', (err) => {
+      this.#alive = false;
+      this.logger.debug({ worker: this.pid, err: err.message }, 'worker connection error');
+    });
+    client.on('end', () => {
+      this.#alive = false;
+    });
+  }
+
+  static async open(options: WorkerOptions): Promise<WorkerConnection> {
+    const client = new pg.Client({ ...options.config, application_name: 'pgbg worker' });
+    await client.connect();
+    return new WorkerConnection(client, options.logger);
+  }
+
+  get pid(): number {
+    return (this.client as unknown as { processID: number }).processID;
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  get busy(): boolean {
+    return this.#job !== undefined;
+  }
+
+  /** Runs `text` for `job`; resolves at ReadyForQuery or when the connection is lost. */
+  run(job: Job, text: string, tracker: ResultTracker): Promise<RunOutcome> {
+    this.#job = job;
+    this.jobsRun++;
+    job.onFull = () => this.#pause();
+    job.onDrain = () => this.#resume();
+    return new Promise<RunOutcome>((resolve) => {
+      const submission = new JobSubmission(text, tracker, resolve, () => this.#txStatus());
+      void this.client.query(submission as unknown as pg.QueryConfig);
+    }).finally(() => {
+      job.onFull = () => undefined;
+      job.onDrain = () => undefined;
+      this.#resume();
+      this.#job = undefined;
+    });
+  }
+
+  /** Runs engine SQL (setup, reset) on this connection. */
+  query(text: string): Promise<pg.QueryResult> {
+    return this.client.query(text);
+  }
+
+  async cancel(): Promise<void> {
+    this.cancelSent = true;
+    const client = this.client as unknown as { processID: number; secretKey: number; host: string; port: number };
+    await sendCancelRequest({ host: client.host, port: client.port }, client.processID, client.secretKey);
+  }
+
+  /** Closes the connection; the backend ends (anything uncommitted rolls back). */
+  async close(): Promise<void> {
+    if (!this.#alive) return;
+    this.#alive = false;
+    await this.client.end().catch(() => undefined);
+  }
+
+  #txStatus(): string | undefined {
+    return (this.client as unknown as { _txStatus?: string })._txStatus;
+  }
+
+  #socket(): { pause(): void; resume(): void } {
+    return (this.client as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#socket().pause();
+    this.logger.debug({ worker: this.pid }, 'queue full: worker paused');
+  }
+
+  #resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#socket().resume();
+  }
+
+  #onNotice(msg: Partial<pg.DatabaseError>): void {
+    const job = this.#job;
+    if (!job) return;
+    if (msg.code === PROGRESS_SQLSTATE) {
+      const p = parseProgress(msg.detail);
+      if (p) job.setProgress(p.pct, p.message);
+      return;
+    }
+    job.addNotice({
+      message: msg.message ?? '',
+      severity: msg.severity,
+      code: msg.code,
+      detail: msg.detail,
+      hint: msg.hint,
+      position: msg.position,
+      where: msg.where,
+      schema: msg.schema,
+      table: msg.table,
+      column: msg.column,
+      dataType: msg.dataType,
+      constraint: msg.constraint,
+    });
+  }
+}
