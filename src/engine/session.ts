@@ -61,7 +61,7 @@ export class Session {
     private readonly init: SessionInit,
     private readonly logger: Logger,
   ) {
-    this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, ...init.settings };
+    this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, customSettings: [], ...init.settings };
   }
 
   get closed(): boolean {
@@ -271,7 +271,7 @@ export class Session {
   async #capture(): Promise<LaunchContext> {
     const launcher = this.init.launcher;
     if (!launcher) return { settings: {}, statementTimeoutMs: 0 };
-    return captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'));
+    return captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'), this.settings.customSettings);
   }
 
   #count(entry: Entry): void {

@@ -30,6 +30,13 @@ export interface SessionSettings {
   defaultQueueSize: number;
   /** Cancel a job running longer than this, in ms; 0 = use the launcher's statement_timeout (pg_background.worker_timeout). @default 0 */
   workerTimeoutMs: number;
+  /**
+   * Application settings (placeholders such as `myapp.tenant`) to carry from the
+   * launcher to its workers. PostgreSQL does not list placeholders in pg_settings,
+   * so they must be named; built-in settings changed in the session are carried
+   * without being named. @default []
+   */
+  customSettings: string[];
 }
 
 export interface JobResult<R = Record<string, unknown>> {

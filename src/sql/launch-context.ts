@@ -39,10 +39,11 @@ export const CAPTURE_SQL = `SELECT current_user AS role,
   (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS role_oid,
   pg_catalog.pg_backend_pid() AS pid,
   pg_catalog.current_setting('statement_timeout') AS statement_timeout,
-  (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
-     WHERE source = 'session' AND name <> ALL ($1::text[])) AS settings`;
-
-export const CAPTURE_PARAMS = [NOT_COPIED];
+  (SELECT pg_catalog.json_object_agg(name, setting) FROM (
+     SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name <> ALL ($1::text[])
+     UNION ALL
+     SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest($2::text[]) AS n
+       WHERE pg_catalog.current_setting(n, true) IS NOT NULL) s) AS settings`;
 
 interface CaptureRow {
   role: string;
@@ -63,8 +64,17 @@ export function contextFromCapture(row: CaptureRow, parseTime: (s: string) => nu
   };
 }
 
-export async function captureLaunchContext(client: pg.ClientBase, parseTime: (s: string) => number): Promise<LaunchContext> {
-  const { rows } = await client.query<CaptureRow>(CAPTURE_SQL, CAPTURE_PARAMS);
+/**
+ * Captures the launcher's context. Application settings (`myapp.tenant`) are
+ * placeholders that pg_settings does not list, so the ones to carry are named
+ * in `customSettings`.
+ */
+export async function captureLaunchContext(
+  client: pg.ClientBase,
+  parseTime: (s: string) => number,
+  customSettings: readonly string[] = [],
+): Promise<LaunchContext> {
+  const { rows } = await client.query<CaptureRow>(CAPTURE_SQL, [NOT_COPIED, customSettings]);
   return contextFromCapture(rows[0]!, parseTime);
 }
 

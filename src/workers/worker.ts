@@ -64,10 +64,11 @@ class JobSubmission {
   }
   handleError(err: pg.DatabaseError | Error): void {
     this.#error ??= err;
-    // node-postgres reports a dead socket through handleError without ReadyForQuery.
-    if (!(err instanceof pg.DatabaseError) || err.severity === 'FATAL' || err.severity === 'PANIC') {
-      this.#finish({ error: this.#error, lost: true });
-    }
+    // node-postgres drops the active query on an ErrorResponse, so ReadyForQuery never
+    // reaches us: settle now. Its own queue holds the next query until ReadyForQuery,
+    // and a failed simple query always leaves the session idle ('I').
+    const fatal = !(err instanceof pg.DatabaseError) || err.severity === 'FATAL' || err.severity === 'PANIC';
+    this.#finish(fatal ? { error: this.#error, lost: true } : { error: this.#error, lost: false, txStatus: 'I' });
   }
   handleReadyForQuery(): void {
     const txStatus = this.txStatus();

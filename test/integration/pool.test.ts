@@ -1,0 +1,449 @@
+/**
+ * The worker pool against a real PostgreSQL: warm reuse, state isolation between
+ * jobs on a reused connection, pid reuse never cross-wiring stale handles, the
+ * job-count cap, and exhaustion (our caps and the server's connection limits).
+ *
+ * Jobs that must hold a connection "long enough" wait on an advisory lock held
+ * by a separate gate client, so nothing here depends on timing.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
+import { openFixture, sleep, type Fixture } from '../helpers/engine.js';
+import type { Handle, PgbgError, Session } from '../../src/index.js';
+
+type TestDb = Awaited<ReturnType<typeof createTestDatabase>>;
+
+/** Launches `sql`, reads its whole result, and returns the handle and rows. */
+async function run<R = Record<string, unknown>>(session: Session, sql: string): Promise<{ h: Handle; rows: R[] }> {
+  const h = await session.launch(sql);
+  const r = await session.result<R>(h);
+  return { h, rows: r.rows };
+}
+
+/** Polls (bounded) until `cond` holds; fails the test otherwise. */
+async function until(cond: () => boolean, what: string, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (cond()) return;
+    await sleep(25);
+  }
+  assert.fail(`gave up waiting for: ${what}`);
+}
+
+/** An assert.rejects predicate for the pool's "no capacity" error. */
+function noCapacity(hint: RegExp) {
+  return (err: unknown): boolean => {
+    const e = err as PgbgError;
+    assert.equal(e.code, '53000', `unexpected error: ${e.message}`);
+    assert.equal(e.message, 'could not start background worker');
+    assert.match(e.hint ?? '', hint);
+    return true;
+  };
+}
+
+/** A client holding an advisory lock; jobs that take the same lock wait until it opens. */
+class Gate {
+  static readonly KEY = 7_301_001;
+  #client: pg.Client | undefined;
+  /** SQL that blocks until the gate opens, then returns one row {one: 1}. */
+  static readonly waitSql = `SELECT 1 AS one FROM (SELECT pg_advisory_xact_lock(${Gate.KEY})) s`;
+
+  async hold(url: string): Promise<void> {
+    if (this.#client) return;
+    this.#client = new pg.Client({ connectionString: url });
+    await this.#client.connect();
+    await this.#client.query(`SELECT pg_advisory_lock(${Gate.KEY})`);
+  }
+
+  async release(): Promise<void> {
+    const c = this.#client;
+    this.#client = undefined;
+    if (c) await c.end();
+  }
+}
+
+/** mulberry32: a small seeded PRNG, so the interleaving is the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('pool: warm reuse', () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  before(async () => {
+    db = await createTestDatabase();
+    fx = await openFixture(db.url);
+  });
+  after(async () => {
+    await fx?.close();
+    await db.drop();
+  });
+
+  test('sequential launch+result cycles in one session reuse one connection', async () => {
+    const { session, engine } = fx!;
+    const pids = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      const { h, rows } = await run<{ pid: number; i: number }>(session, `SELECT pg_backend_pid() AS pid, ${i} AS i`);
+      assert.deepEqual(rows, [{ pid: h.pid, i }]);
+      assert.equal(engine.pool.size, 1, `after cycle ${i} the pool holds ${engine.pool.size} connections`);
+      pids.add(h.pid);
+    }
+    // The handle of a read result is gone, so the next job may (and does) reuse its backend.
+    assert.equal(pids.size, 1);
+  });
+});
+
+describe('pool: state does not leak between jobs on a reused connection', () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  let role: { name: string; password: string } | undefined;
+  let loginUser = '';
+  before(async () => {
+    db = await createTestDatabase();
+    // One connection per login: the second job must run on the first one's backend.
+    fx = await openFixture(db.url, { pool: { maxConnectionsPerLogin: 1 } });
+    loginUser = (await fx.launcher.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
+    role = await createLoginRole('pgbg_iso');
+    await fx.launcher.query(`GRANT ${role.name} TO ${loginUser}`);
+    await fx.launcher.query('CREATE SEQUENCE iso_seq');
+  });
+  after(async () => {
+    await fx?.close();
+    await db.drop();
+    if (role) await withClient(serverUrl(), (c) => c.query(`DROP ROLE IF EXISTS ${role!.name}`));
+  });
+
+  /** Runs job 1 then job 2 (each read before the next) and checks they shared a backend. */
+  async function twoJobs<R1, R2>(sql1: string, sql2: string): Promise<{ first: R1[]; second: R2[] }> {
+    const { session } = fx!;
+    const a = await run<R1>(session, sql1);
+    const b = await run<R2>(session, sql2);
+    assert.equal(b.h.pid, a.h.pid, 'the second job must reuse the first job\'s backend');
+    return { first: a.rows, second: b.rows };
+  }
+
+  test('a temp table from job 1 is gone in job 2', async () => {
+    const r = await twoJobs<{ n: number }, { gone: boolean }>(
+      'CREATE TEMP TABLE iso_tmp (x int); INSERT INTO iso_tmp VALUES (1); SELECT count(*)::int AS n FROM iso_tmp',
+      "SELECT to_regclass('iso_tmp') IS NULL AS gone",
+    );
+    assert.deepEqual(r.first, [{ n: 1 }]);
+    assert.deepEqual(r.second, [{ gone: true }]);
+  });
+
+  test('SET and set_config from job 1 are reset in job 2', async () => {
+    const r = await twoJobs<{ wm: string; x: string | null }, { wm: string; x: string | null }>(
+      "SET work_mem = '7777kB'; SELECT current_setting('work_mem') AS wm, set_config('myapp.x', 'leaked', false) AS x",
+      "SELECT current_setting('work_mem') AS wm, current_setting('myapp.x', true) AS x",
+    );
+    assert.deepEqual(r.first, [{ wm: '7777kB', x: 'leaked' }]);
+    assert.notEqual(r.second[0]?.wm, '7777kB');
+    // RESET ALL leaves a known placeholder defined but empty.
+    assert.ok(r.second[0]?.x === null || r.second[0]?.x === '', `myapp.x leaked: ${String(r.second[0]?.x)}`);
+  });
+
+  test('a prepared statement from job 1 does not exist in job 2', async () => {
+    const q = "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'iso_stmt'";
+    const r = await twoJobs<{ n: number }, { n: number }>(`PREPARE iso_stmt AS SELECT 1; ${q}`, q);
+    assert.deepEqual(r.first, [{ n: 1 }]);
+    assert.deepEqual(r.second, [{ n: 0 }]);
+  });
+
+  test('a session advisory lock from job 1 is not held in job 2', async () => {
+    const q = "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
+    const r = await twoJobs<{ n: number }, { n: number }>(`SELECT pg_advisory_lock(4242); ${q}`, q);
+    assert.deepEqual(r.first, [{ n: 1 }]);
+    assert.deepEqual(r.second, [{ n: 0 }]);
+    // And anyone else can take it.
+    const got = await fx!.launcher.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(4242) AS ok');
+    assert.equal(got.rows[0]?.ok, true);
+    await fx!.launcher.query('SELECT pg_advisory_unlock(4242)');
+  });
+
+  test('a session advisory lock taken by a job that then fails is not held by the next job', async () => {
+    // Session-level advisory locks survive the rollback of the failed job's transaction.
+    const h1 = await fx!.session.launch('SELECT pg_advisory_lock(4243); SELECT 1/0');
+    await assert.rejects(fx!.session.result(h1), { code: '22012' });
+    const { h, rows } = await run<{ n: number }>(
+      fx!.session,
+      "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+    );
+    assert.equal(h.pid, h1.pid);
+    assert.deepEqual(rows, [{ n: 0 }]);
+  });
+
+  test('LISTEN from job 1 is not active in job 2', async () => {
+    const q = "SELECT count(*)::int AS n FROM pg_listening_channels() c WHERE c = 'iso_chan'";
+    const r = await twoJobs<{ n: number }, { n: number }>(`LISTEN iso_chan; ${q}`, q);
+    assert.deepEqual(r.first, [{ n: 1 }]);
+    assert.deepEqual(r.second, [{ n: 0 }]);
+  });
+
+  test('SET ROLE in job 1 does not leak: job 2 runs as the login user', async () => {
+    const r = await twoJobs<{ u: string }, { u: string; s: string }>(
+      `SET ROLE ${role!.name}; SELECT current_user AS u`,
+      'SELECT current_user AS u, session_user AS s',
+    );
+    assert.deepEqual(r.first, [{ u: role!.name }]);
+    assert.deepEqual(r.second, [{ u: loginUser, s: loginUser }]);
+  });
+
+  test('a WITH HOLD cursor from job 1 is closed in job 2', async () => {
+    const q = "SELECT count(*)::int AS n FROM pg_cursors WHERE name = 'iso_cur'";
+    const r = await twoJobs<{ n: number }, { n: number }>(`DECLARE iso_cur CURSOR WITH HOLD FOR SELECT 1; ${q}`, q);
+    assert.deepEqual(r.first, [{ n: 1 }]);
+    assert.deepEqual(r.second, [{ n: 0 }]);
+  });
+
+  test('sequence state (currval) from job 1 is gone in job 2', async () => {
+    const a = await run<{ v: string }>(fx!.session, "SELECT nextval('iso_seq')::text AS v");
+    assert.deepEqual(a.rows, [{ v: '1' }]);
+    const h = await fx!.session.launch("SELECT currval('iso_seq')");
+    assert.equal(h.pid, a.h.pid);
+    await assert.rejects(fx!.session.result(h), { code: '55000', message: /currval of sequence "iso_seq" is not yet defined/ });
+  });
+});
+
+describe('pool: pid reuse never cross-wires a stale handle', () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  before(async () => {
+    db = await createTestDatabase();
+    fx = await openFixture(db.url, { pool: { maxConnectionsPerLogin: 2 } });
+  });
+  after(async () => {
+    await fx?.close();
+    await db.drop();
+  });
+
+  test('two live handles in one session never share a pid', async () => {
+    const { session } = fx!;
+    const a = await session.launch('SELECT pg_sleep(0.2), pg_backend_pid() AS pid');
+    const b = await session.launch('SELECT pg_sleep(0.2), pg_backend_pid() AS pid');
+    assert.notEqual(a.pid, b.pid);
+    const ra = await session.result<{ pid: number }>(a);
+    const rb = await session.result<{ pid: number }>(b);
+    assert.equal(ra.rows[0]?.pid, a.pid);
+    assert.equal(rb.rows[0]?.pid, b.pid);
+  });
+
+  test('~300 sequential jobs: stale handles whose pid is live again are refused, never given the live rows', async () => {
+    const { session, engine } = fx!;
+    const random = prng(0x5eed_2025);
+    const TOTAL = 300;
+    interface Tracked {
+      h: Handle;
+      seq: number;
+    }
+    const live: Tracked[] = [];
+    const stale: Tracked[] = [];
+    let launched = 0;
+    let collisions = 0;
+    let otherStale = 0;
+
+    const probeStale = async () => {
+      const livePids = new Set(live.map((t) => t.h.pid));
+      for (const old of stale) {
+        const colliding = livePids.has(old.h.pid);
+        if (colliding) collisions++;
+        else otherStale++;
+        await assert.rejects(session.result(old.h), (err: unknown) => {
+          const code = (err as PgbgError).code;
+          assert.ok(code === '55000' || code === '42704', `stale handle ${old.h.pid}/${old.h.cookie} gave ${code}: ${(err as Error).message}`);
+          // A live pid with another cookie is a cookie mismatch.
+          if (colliding) assert.equal(code, '55000');
+          return true;
+        });
+      }
+    };
+
+    for (let step = 0; step < 10 * TOTAL && (launched < TOTAL || live.length > 0); step++) {
+      const mayLaunch = launched < TOTAL && live.length < 2;
+      if (mayLaunch && (live.length === 0 || random() < 0.5)) {
+        const seq = launched++;
+        const h = await session.launch(`SELECT ${seq} AS seq, pg_backend_pid() AS pid`);
+        for (const t of live) assert.notEqual(t.h.pid, h.pid, 'two live handles share a pid');
+        live.push({ h, seq });
+        continue;
+      }
+      await probeStale();
+      const [t] = live.splice(Math.floor(random() * live.length), 1);
+      const r = await session.result<{ seq: number; pid: number }>(t!.h);
+      assert.deepEqual(r.rows, [{ seq: t!.seq, pid: t!.h.pid }], 'a handle got another job\'s rows');
+      stale.push(t!);
+    }
+    assert.equal(launched, TOTAL);
+    assert.equal(live.length, 0);
+    assert.equal(stale.length, TOTAL);
+    await probeStale();
+    assert.ok(engine.pool.size <= 2);
+    console.log(`pid reuse: ${collisions} stale-handle probes on a live pid, ${otherStale} on a non-live pid`);
+    assert.ok(collisions > 0, 'pid reuse never happened, so nothing was tested');
+  });
+
+  test('a session whose unread handles sit on every idle connection can still launch', async () => {
+    // Found by this test: the per-login cap counted idle connections this session
+    // must not reuse (their pids belong to its unread handles), so the launch
+    // failed "all connections busy" while every connection was idle.
+    const engine2 = await openFixture(db.url, { pool: { maxConnectionsPerLogin: 2, whenExhausted: 'fail' } });
+    try {
+      const { session, engine } = engine2;
+      const a = await session.launch('SELECT 1 AS n');
+      const b = await session.launch('SELECT 2 AS n');
+      await session.wait(a);
+      await session.wait(b);
+      await until(() => engine.pool.idleCount === 2, 'both connections back in the pool');
+      const c = await session.launch('SELECT 3 AS n, pg_backend_pid() AS pid');
+      assert.notEqual(c.pid, a.pid);
+      assert.notEqual(c.pid, b.pid);
+      assert.ok(engine.pool.size <= 2, `pool holds ${engine.pool.size} connections`);
+      assert.deepEqual((await session.result(a)).rows, [{ n: 1 }]);
+      assert.deepEqual((await session.result(b)).rows, [{ n: 2 }]);
+      assert.deepEqual((await session.result(c)).rows, [{ n: 3, pid: c.pid }]);
+    } finally {
+      await engine2.close();
+    }
+  });
+});
+
+describe('pool: job-count cap', () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  before(async () => {
+    db = await createTestDatabase();
+    fx = await openFixture(db.url, { pool: { maxJobsPerConnection: 3, maxConnectionsPerLogin: 1 } });
+  });
+  after(async () => {
+    await fx?.close();
+    await db.drop();
+  });
+
+  test('a connection retires after maxJobsPerConnection jobs', async () => {
+    const pids: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const { h, rows } = await run<{ pid: number }>(fx!.session, 'SELECT pg_backend_pid() AS pid');
+      assert.deepEqual(rows, [{ pid: h.pid }]);
+      pids.push(h.pid);
+    }
+    const [a, b, c] = [pids[0]!, pids[3]!, pids[6]!];
+    assert.deepEqual(pids, [a, a, a, b, b, b, c]);
+    assert.equal(new Set([a, b, c]).size, 3);
+    assert.ok(fx!.engine.pool.size <= 1);
+  });
+});
+
+describe('pool: exhaustion', () => {
+  let db: TestDb;
+  const fixtures: Fixture[] = [];
+  const gates: Gate[] = [];
+  const roles: string[] = [];
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    for (const g of gates) await g.release();
+    for (const f of fixtures) await f.close();
+    await db.drop();
+    for (const r of roles) await withClient(serverUrl(), (c) => c.query(`DROP ROLE IF EXISTS ${r}`));
+  });
+
+  async function fixture(pool: NonNullable<Parameters<typeof openFixture>[1]>['pool']): Promise<Fixture> {
+    const f = await openFixture(db.url, { pool });
+    fixtures.push(f);
+    return f;
+  }
+  function gate(): Gate {
+    const g = new Gate();
+    gates.push(g);
+    return g;
+  }
+
+  test("'queue' with a short acquireTimeoutMs: 53000 naming maxConnectionsPerLogin", async () => {
+    const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 500, whenExhausted: 'queue' });
+    const g = gate();
+    await g.hold(db.url);
+    const h1 = await fx.session.launch(Gate.waitSql);
+    const other = fx.engine.session({ connection: db.url });
+    await assert.rejects(other.launch('SELECT 1'), noCapacity(/maxConnectionsPerLogin/));
+    assert.equal(fx.session.entry(h1).job.ended, false);
+    await g.release();
+    assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
+    other.close();
+  });
+
+  test("'fail': the second launch fails at once, while the first job still runs", async () => {
+    const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 30_000, whenExhausted: 'fail' });
+    const g = gate();
+    await g.hold(db.url);
+    const h1 = await fx.session.launch(Gate.waitSql);
+    const other = fx.engine.session({ connection: db.url });
+    await assert.rejects(other.launch('SELECT 1'), noCapacity(/maxConnectionsPerLogin/));
+    // Not by timing: the job it would have had to wait for is still running.
+    assert.equal(fx.session.entry(h1).job.ended, false);
+    assert.equal(fx.session.list().find((j) => j.pid === h1.pid)?.state, 'running');
+    await g.release();
+    assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
+    other.close();
+  });
+
+  test("'queue' with a long acquireTimeoutMs: the second launch starts once the first job ends", async () => {
+    const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 60_000, whenExhausted: 'queue' });
+    const g = gate();
+    await g.hold(db.url);
+    const h1 = await fx.session.launch(Gate.waitSql);
+    const other = fx.engine.session({ connection: db.url });
+    let settled = false;
+    const p2 = other.launch('SELECT 2 AS two, pg_backend_pid() AS pid').finally(() => {
+      settled = true;
+    });
+    await sleep(300);
+    assert.equal(settled, false, 'the second launch got a connection while the only one was busy');
+    await g.release();
+    const h2 = await p2;
+    // It could only have the connection after the first job ended (and released it).
+    assert.equal(fx.session.entry(h1).job.ended, true);
+    assert.equal(h2.pid, h1.pid);
+    assert.deepEqual((await other.result(h2)).rows, [{ two: 2, pid: h1.pid }]);
+    assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
+    other.close();
+  });
+
+  test("the server refusing connections (the role's CONNECTION LIMIT): 53000 naming max_connections", async () => {
+    const role = await createLoginRole('pgbg_lim');
+    roles.push(role.name);
+    await withClient(serverUrl(), (c) => c.query(`ALTER ROLE ${role.name} CONNECTION LIMIT 1`));
+    const roleUrl = urlFor(db.name, role);
+    for (const whenExhausted of ['fail', 'queue'] as const) {
+      const fx = await fixture({ whenExhausted, acquireTimeoutMs: 500 });
+      const g = gate();
+      await g.hold(db.url);
+      const first = fx.engine.session({ connection: roleUrl });
+      const second = fx.engine.session({ connection: roleUrl });
+      const h1 = await first.launch(Gate.waitSql);
+      await assert.rejects(second.launch('SELECT 1'), (err: unknown) => {
+        noCapacity(/max_connections/)(err);
+        assert.match((err as PgbgError).hint ?? '', /CONNECTION LIMIT/);
+        assert.match((err as PgbgError).detail ?? '', /too many connections for role/);
+        return true;
+      });
+      assert.equal(first.entry(h1).job.ended, false, whenExhausted);
+      await g.release();
+      assert.deepEqual((await first.result(h1)).rows, [{ one: 1 }]);
+      // Once the role's one connection is back in the pool, the other session gets it.
+      await until(() => fx.engine.pool.idleCount === 1, 'the connection back in the pool');
+      const { h, rows } = await run<{ u: string }>(second, 'SELECT current_user AS u');
+      assert.equal(h.pid, h1.pid);
+      assert.deepEqual(rows, [{ u: role.name }]);
+      first.close();
+      second.close();
+    }
+  });
+});
