@@ -17,6 +17,7 @@ export async function executeJob(engine: Engine, entry: Entry, worker: WorkerCon
   const log = engine.logger.child({ pid: job.pid });
   const timer = entry.timeoutMs > 0 ? setTimeout(() => onTimeout(engine, entry), entry.timeoutMs) : undefined;
   timer?.unref();
+  job.onFirstRow = () => log.debug('first row');
   let outcome: RunOutcome;
   let prefixLength = 0;
   try {

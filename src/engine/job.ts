@@ -79,6 +79,7 @@ export class Job {
   onFull: () => void = () => undefined;
   onDrain: () => void = () => undefined;
   onNotice: ((n: Notice) => void) | undefined;
+  onFirstRow: (() => void) | undefined;
 
   constructor(
     readonly sql: string,
@@ -118,7 +119,7 @@ export class Job {
   }
 
   pushRow(row: RawRow): void {
-    this.rowsReceived++;
+    if (++this.rowsReceived === 1) this.onFirstRow?.();
     if (this.discarding) return;
     this.#rows.push(row);
     this.#bufferedBytes += rowBytes(row);
