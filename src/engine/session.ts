@@ -18,7 +18,7 @@ import { classifyStatements, sqlPreview } from '../sql/classify.js';
 import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
 import type { WorkerConnection } from '../workers/worker.js';
-import { parseRows } from './rows.js';
+import { rowParser } from './rows.js';
 
 /** A tracked job and what only the session knows about it. */
 export interface Entry {
@@ -81,16 +81,17 @@ export class Session {
   /** The whole result, rows parsed to JavaScript values (objects keyed by column name). */
   async result<R = Record<string, unknown>>(ref: HandleRef, options: { rowMode?: 'object' | 'array' } = {}): Promise<JobResult<R>> {
     const raw = await this.rawResult(ref);
-    const rows: RawRow[] = [];
-    for await (const row of raw.rows) rows.push(row);
-    return { fields: raw.fields, rows: parseRows<R>(raw.fields, rows, options.rowMode ?? 'object'), commandTags: raw.commandTags(), notices: raw.notices };
+    const parse = rowParser<R>(raw.fields, options.rowMode ?? 'object');
+    const rows: R[] = [];
+    for await (const row of raw.rows) rows.push(parse(row));
+    return { fields: raw.fields, rows, commandTags: raw.commandTags(), notices: raw.notices };
   }
 
   /** The result as an async iterator of parsed rows; memory stays bounded by the queue size. */
   async *rows<R = Record<string, unknown>>(ref: HandleRef, options: { rowMode?: 'object' | 'array' } = {}): AsyncGenerator<R> {
     const raw = await this.rawResult(ref);
-    const mode = options.rowMode ?? 'object';
-    for await (const row of raw.rows) yield parseRows<R>(raw.fields, [row], mode)[0]!;
+    const parse = rowParser<R>(raw.fields, options.rowMode ?? 'object');
+    for await (const row of raw.rows) yield parse(row);
   }
 
   /**
