@@ -1,40 +1,31 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createTestDatabase, withClient } from '../helpers/db.js';
-import { openFixture, sleep, type Fixture } from '../helpers/engine.js';
+import { withClient } from '../helpers/db.js';
+import { sleep, useFixture } from '../helpers/engine.js';
 
 describe('backpressure', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let fx: Fixture;
-  before(async () => {
-    db = await createTestDatabase();
-    fx = await openFixture(db.url);
-  });
-  after(async () => {
-    await fx.close();
-    await db.drop();
-  });
+  const ctx = useFixture();
 
   test('a full queue makes the worker wait on its client; reading resumes it; all rows arrive in order', async () => {
-    const h = await fx.session.launch("SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 200000) g", { queueSize: 4096 });
+    const h = await ctx.fx.session.launch("SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 200000) g", { queueSize: 4096 });
     // Bounded: up to 10 s for the worker to fill the queue and block writing to its socket.
     let waitEvent: string | undefined;
     for (let i = 0; i < 100 && waitEvent !== 'Client/ClientWrite'; i++) {
       await sleep(100);
-      const r = await withClient(db.url, (c) =>
+      const r = await withClient(ctx.db.url, (c) =>
         c.query("SELECT wait_event_type || '/' || wait_event AS w FROM pg_stat_activity WHERE pid = $1", [h.pid]),
       );
       waitEvent = r.rows[0]?.w;
     }
     assert.equal(waitEvent, 'Client/ClientWrite');
-    const job = fx.session.entry(h).job;
+    const job = ctx.fx.session.entry(h).job;
     assert.ok(job.stalled, 'the engine stopped reading the worker socket');
     assert.ok(!job.ended);
     // The engine holds no more than the queue plus one socket read of rows.
     assert.ok(job.bufferedBytes < 4096 + 256 * 1024, `buffered ${job.bufferedBytes} bytes`);
-    await assert.rejects(fx.session.wait(h), { code: '55000' }, 'wait on a stalled job explains instead of hanging');
+    await assert.rejects(ctx.fx.session.wait(h), { code: '55000' }, 'wait on a stalled job explains instead of hanging');
     let expected = 1;
-    for await (const row of fx.session.rows<{ g: number }>(h)) {
+    for await (const row of ctx.fx.session.rows<{ g: number }>(h)) {
       assert.equal(row.g, expected);
       expected++;
     }
@@ -42,12 +33,12 @@ describe('backpressure', () => {
   });
 
   test('1,000,000 rows stream through a 64 kB queue with bounded engine memory', async () => {
-    const h = await fx.session.launch('SELECT g, md5(g::text) AS h FROM generate_series(1, 1000000) g', { queueSize: 65536 });
-    const job = fx.session.entry(h).job;
+    const h = await ctx.fx.session.launch('SELECT g, md5(g::text) AS h FROM generate_series(1, 1000000) g', { queueSize: 65536 });
+    const job = ctx.fx.session.entry(h).job;
     let n = 0;
     let maxBuffered = 0;
     let sum = 0;
-    for await (const row of fx.session.rows<{ g: number; h: string }>(h, { rowMode: 'object' })) {
+    for await (const row of ctx.fx.session.rows<{ g: number; h: string }>(h, { rowMode: 'object' })) {
       n++;
       sum += row.g;
       if ((n & 1023) === 0) maxBuffered = Math.max(maxBuffered, job.bufferedBytes);
@@ -60,28 +51,18 @@ describe('backpressure', () => {
 });
 
 describe('self-deadlock', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let fx: Fixture;
-  before(async () => {
-    db = await createTestDatabase();
-    fx = await openFixture(db.url);
-    await fx.launcher.query('CREATE TABLE t (id int PRIMARY KEY)');
-  });
-  after(async () => {
-    await fx.close();
-    await db.drop();
-  });
+  const ctx = useFixture('CREATE TABLE t (id int PRIMARY KEY)');
 
   test('waiting for a worker blocked by a lock the launcher holds fails with 40P01 naming both pids', async () => {
-    await fx.launcher.query('BEGIN');
-    await fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-    const h = await fx.session.launch('INSERT INTO t VALUES (1)');
-    const launcherPid = (fx.launcher as unknown as { processID: number }).processID;
-    const err = await fx.session.wait(h).then(() => undefined, (e: unknown) => e as { code: string; detail: string });
+    await ctx.fx.launcher.query('BEGIN');
+    await ctx.fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+    const h = await ctx.fx.session.launch('INSERT INTO t VALUES (1)');
+    const launcherPid = (ctx.fx.launcher as unknown as { processID: number }).processID;
+    const err = await ctx.fx.session.wait(h).then(() => undefined, (e: unknown) => e as { code: string; detail: string });
     assert.equal(err?.code, '40P01');
     assert.match(err?.detail ?? '', new RegExp(`${launcherPid}.*${h.pid}`));
-    await fx.launcher.query('ROLLBACK');
-    await fx.session.wait(h);
-    assert.deepEqual((await fx.session.result(h)).rows, [{ command: 'INSERT 0 1' }]);
+    await ctx.fx.launcher.query('ROLLBACK');
+    await ctx.fx.session.wait(h);
+    assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ command: 'INSERT 0 1' }]);
   });
 });

@@ -1,131 +1,120 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createTestDatabase, createLoginRole, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { openFixture, sleep, type Fixture } from '../helpers/engine.js';
+import { createLoginRole, serverUrl, urlFor, withClient } from '../helpers/db.js';
+import { openFixture, sleep, useFixture } from '../helpers/engine.js';
 import { progressSql, type PgbgError } from '../../src/index.js';
 
 describe('job semantics', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let fx: Fixture;
+  const ctx = useFixture('CREATE TABLE log (id serial PRIMARY KEY, msg text)');
   const count = async (msg: string) =>
-    Number((await fx.launcher.query('SELECT count(*) AS n FROM log WHERE msg = $1', [msg])).rows[0].n);
-
-  before(async () => {
-    db = await createTestDatabase();
-    fx = await openFixture(db.url);
-    await fx.launcher.query('CREATE TABLE log (id serial PRIMARY KEY, msg text)');
-  });
-  after(async () => {
-    await fx.close();
-    await db.drop();
-  });
+    Number((await ctx.fx.launcher.query('SELECT count(*) AS n FROM log WHERE msg = $1', [msg])).rows[0].n);
 
   test('autonomy: a job launched inside a transaction commits after the caller rolls back', async () => {
-    await fx.launcher.query('BEGIN');
-    await fx.launcher.query("INSERT INTO log(msg) VALUES ('caller')");
-    const h = await fx.session.launch("INSERT INTO log(msg) VALUES ('audit')");
-    await fx.session.wait(h);
-    await fx.launcher.query('ROLLBACK');
+    await ctx.fx.launcher.query('BEGIN');
+    await ctx.fx.launcher.query("INSERT INTO log(msg) VALUES ('caller')");
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('audit')");
+    await ctx.fx.session.wait(h);
+    await ctx.fx.launcher.query('ROLLBACK');
     assert.equal(await count('caller'), 0);
     assert.equal(await count('audit'), 1);
-    await fx.session.result(h);
+    await ctx.fx.session.result(h);
   });
 
   test('a detached job runs to completion and commits', async () => {
-    const h = await fx.session.launch("SELECT pg_sleep(0.3); INSERT INTO log(msg) VALUES ('detached')");
-    fx.session.detach(h);
-    await assert.rejects(fx.session.wait(h), { code: '42704' });
-    assert.ok(await fx.engine.drain(10_000));
+    const h = await ctx.fx.session.launch("SELECT pg_sleep(0.3); INSERT INTO log(msg) VALUES ('detached')");
+    ctx.fx.session.detach(h);
+    await assert.rejects(ctx.fx.session.wait(h), { code: '42704' });
+    assert.ok(await ctx.fx.engine.drain(10_000));
     assert.equal(await count('detached'), 1);
   });
 
   test('a canceled multi-statement job leaves no rows (cancel with a grace period uses the cancel request)', async () => {
-    const h = await fx.session.launch("INSERT INTO log(msg) VALUES ('cancel-1'); SELECT pg_sleep(30); INSERT INTO log(msg) VALUES ('cancel-2')");
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('cancel-1'); SELECT pg_sleep(30); INSERT INTO log(msg) VALUES ('cancel-2')");
     await sleep(200);
-    await fx.session.cancel(h, { graceMs: 5000 });
-    const info = fx.session.list().find((j) => j.pid === h.pid);
+    await ctx.fx.session.cancel(h, { graceMs: 5000 });
+    const info = ctx.fx.session.list().find((j) => j.pid === h.pid);
     assert.equal(info?.state, 'canceled');
-    await assert.rejects(fx.session.result(h), { code: '57014' });
+    await assert.rejects(ctx.fx.session.result(h), { code: '57014' });
     assert.equal(await count('cancel-1'), 0);
     assert.equal(await count('cancel-2'), 0);
   });
 
   test('cancel without grace terminates the backend; the server keeps running', async () => {
-    const h = await fx.session.launch("INSERT INTO log(msg) VALUES ('term'); SELECT pg_sleep(30)");
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('term'); SELECT pg_sleep(30)");
     await sleep(200);
-    await fx.session.cancel(h);
-    assert.equal(fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
-    const alive = await withClient(db.url, (c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [h.pid]));
+    await ctx.fx.session.cancel(h);
+    assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
+    const alive = await withClient(ctx.db.url, (c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [h.pid]));
     assert.equal(alive.rows[0].n, 0);
     assert.equal(await count('term'), 0);
-    fx.session.detach(h);
+    ctx.fx.session.detach(h);
   });
 
   test('cancel escalates to terminate when the statement ignores the cancel request within the grace period', async () => {
     // A cancel request cannot interrupt a backend blocked on a lock wait? It can; instead block in a
     // procedure that swallows query_canceled, so only terminate stops it.
-    await fx.launcher.query(`CREATE OR REPLACE FUNCTION stubborn() RETURNS void LANGUAGE plpgsql AS $$
+    await ctx.fx.launcher.query(`CREATE OR REPLACE FUNCTION stubborn() RETURNS void LANGUAGE plpgsql AS $$
       BEGIN FOR i IN 1..600 LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`);
-    const h = await fx.session.launch("INSERT INTO log(msg) VALUES ('stubborn'); SELECT stubborn()");
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('stubborn'); SELECT stubborn()");
     await sleep(200);
-    await fx.session.cancel(h, { graceMs: 300 });
-    assert.equal(fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
+    await ctx.fx.session.cancel(h, { graceMs: 300 });
+    assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
     assert.equal(await count('stubborn'), 0);
-    fx.session.detach(h);
+    ctx.fx.session.detach(h);
   });
 
   test('worker errors keep SQLSTATE, detail, hint, constraint and the worker pid; position points into the caller\'s SQL', async () => {
-    await fx.launcher.query('CREATE TABLE uniq (k int PRIMARY KEY)');
-    const h = await fx.session.launch('INSERT INTO uniq VALUES (1); INSERT INTO uniq VALUES (1)');
-    const err = (await fx.session.result(h).then(() => undefined, (e: unknown) => e)) as PgbgError;
+    await ctx.fx.launcher.query('CREATE TABLE uniq (k int PRIMARY KEY)');
+    const h = await ctx.fx.session.launch('INSERT INTO uniq VALUES (1); INSERT INTO uniq VALUES (1)');
+    const err = (await ctx.fx.session.result(h).then(() => undefined, (e: unknown) => e)) as PgbgError;
     assert.equal(err.code, '23505');
     assert.match(err.detail ?? '', /Key \(k\)=\(1\) already exists/);
     assert.equal(err.constraint, 'uniq_pkey');
     assert.equal(err.table, 'uniq');
     assert.equal(err.workerPid, h.pid);
     assert.match(err.where ?? '', new RegExp(`background worker, pid ${h.pid}`));
-    const h2 = await fx.session.launch(`DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'P0042', DETAIL = 'd', HINT = 'h'; END $$`);
-    await assert.rejects(fx.session.result(h2), { code: 'P0042', message: 'boom', detail: 'd', hint: 'h' });
-    const h3 = await fx.session.launch('SELECT nosuchcolumn FROM log');
-    await assert.rejects(fx.session.result(h3), { code: '42703', position: '8' });
-    assert.equal(await withClient(db.url, (c) => c.query('SELECT count(*)::int AS n FROM uniq')).then((r) => r.rows[0].n), 0);
+    const h2 = await ctx.fx.session.launch(`DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'P0042', DETAIL = 'd', HINT = 'h'; END $$`);
+    await assert.rejects(ctx.fx.session.result(h2), { code: 'P0042', message: 'boom', detail: 'd', hint: 'h' });
+    const h3 = await ctx.fx.session.launch('SELECT nosuchcolumn FROM log');
+    await assert.rejects(ctx.fx.session.result(h3), { code: '42703', position: '8' });
+    assert.equal(await withClient(ctx.db.url, (c) => c.query('SELECT count(*)::int AS n FROM uniq')).then((r) => r.rows[0].n), 0);
   });
 
   test('notices reach the launcher, and progress is readable while the job runs', async () => {
     const seen: string[] = [];
     const sql = `DO $$ BEGIN RAISE NOTICE 'hello from worker'; END $$; ${progressSql(40, 'forty')}; SELECT pg_sleep(1); ${progressSql(100, 'done')}`;
-    const h = await fx.session.launch(sql, { onNotice: (n) => seen.push(n.message) });
-    assert.equal(fx.session.progress(h).pct, -1);
-    let mid = fx.session.progress(h);
+    const h = await ctx.fx.session.launch(sql, { onNotice: (n) => seen.push(n.message) });
+    assert.equal(ctx.fx.session.progress(h).pct, -1);
+    let mid = ctx.fx.session.progress(h);
     for (let i = 0; i < 50 && mid.pct < 0; i++) {
       await sleep(50);
-      mid = fx.session.progress(h);
+      mid = ctx.fx.session.progress(h);
     }
     assert.deepEqual([mid.pct, mid.message], [40, 'forty']);
-    const r = await fx.session.result(h);
+    const r = await ctx.fx.session.result(h);
     assert.deepEqual(seen, ['hello from worker']);
     assert.deepEqual(r.notices.map((n) => n.message), ['hello from worker']);
   });
 
   test('transaction control and COPY are refused before anything runs', async () => {
-    await assert.rejects(fx.session.launch("INSERT INTO log(msg) VALUES ('tx'); COMMIT"), {
+    await assert.rejects(ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('tx'); COMMIT"), {
       code: '0A000', message: 'transaction control statements are not allowed in pg_background',
     });
-    await assert.rejects(fx.session.launch('COPY log TO STDOUT'), { code: '0A000', message: 'COPY protocol not allowed in pg_background' });
+    await assert.rejects(ctx.fx.session.launch('COPY log TO STDOUT'), { code: '0A000', message: 'COPY protocol not allowed in pg_background' });
     assert.equal(await count('tx'), 0);
   });
 
   test('a lone VACUUM runs; inside a multi-statement string it fails as PostgreSQL would', async () => {
-    const h = await fx.session.launch('VACUUM log');
-    assert.deepEqual((await fx.session.result(h)).rows, [{ command: 'VACUUM' }]);
-    const h2 = await fx.session.launch('SELECT 1; VACUUM log');
-    await assert.rejects(fx.session.result(h2), { code: '25001' });
+    const h = await ctx.fx.session.launch('VACUUM log');
+    assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ command: 'VACUUM' }]);
+    const h2 = await ctx.fx.session.launch('SELECT 1; VACUUM log');
+    await assert.rejects(ctx.fx.session.result(h2), { code: '25001' });
   });
 
   test('queue size bounds and the per-session handle limit', async () => {
-    await assert.rejects(fx.session.launch('SELECT 1', { queueSize: 100 }), { code: '22023', message: 'queue size must be at least 4096 bytes' });
-    await assert.rejects(fx.session.launch('SELECT 1', { queueSize: 2 ** 29 }), { code: '22023' });
-    const s = fx.engine.session({ launcher: fx.launcher, settings: { maxWorkers: 2 } });
+    await assert.rejects(ctx.fx.session.launch('SELECT 1', { queueSize: 100 }), { code: '22023', message: 'queue size must be at least 4096 bytes' });
+    await assert.rejects(ctx.fx.session.launch('SELECT 1', { queueSize: 2 ** 29 }), { code: '22023' });
+    const s = ctx.fx.engine.session({ launcher: ctx.fx.launcher, settings: { maxWorkers: 2 } });
     const a = await s.launch('SELECT 1');
     const b = await s.launch('SELECT 2');
     await assert.rejects(s.launch('SELECT 3'), { code: '54000', message: 'too many background workers' });
@@ -137,44 +126,44 @@ describe('job semantics', () => {
   });
 
   test('submit disables results; wait, waitTimeout, list and stats', async () => {
-    const h = await fx.session.submit('SELECT g FROM generate_series(1, 100000) g');
-    await fx.session.wait(h); // results are discarded as they arrive, so it never stalls
-    await assert.rejects(fx.session.result(h), { code: '0A000', message: `results are disabled for PID ${h.pid} (submitted via submit_v2)` });
-    const slow = await fx.session.launch('SELECT pg_sleep(0.5)');
-    assert.equal(await fx.session.waitTimeout(slow, 10), false);
-    const row = fx.session.list().find((j) => j.pid === slow.pid)!;
+    const h = await ctx.fx.session.submit('SELECT g FROM generate_series(1, 100000) g');
+    await ctx.fx.session.wait(h); // results are discarded as they arrive, so it never stalls
+    await assert.rejects(ctx.fx.session.result(h), { code: '0A000', message: `results are disabled for PID ${h.pid} (submitted via submit_v2)` });
+    const slow = await ctx.fx.session.launch('SELECT pg_sleep(0.5)');
+    assert.equal(await ctx.fx.session.waitTimeout(slow, 10), false);
+    const row = ctx.fx.session.list().find((j) => j.pid === slow.pid)!;
     assert.equal(row.state, 'running');
     assert.equal(row.sqlPreview, 'SELECT pg_sleep(0.5)');
     assert.equal(row.cookie, slow.cookie);
-    assert.equal(await fx.session.waitTimeout(slow, 10_000), true);
-    assert.equal(fx.session.list().find((j) => j.pid === slow.pid)?.state, 'stopped');
-    const before = fx.session.stats();
-    await fx.session.result(slow);
-    fx.session.detach(h);
+    assert.equal(await ctx.fx.session.waitTimeout(slow, 10_000), true);
+    assert.equal(ctx.fx.session.list().find((j) => j.pid === slow.pid)?.state, 'stopped');
+    const before = ctx.fx.session.stats();
+    await ctx.fx.session.result(slow);
+    ctx.fx.session.detach(h);
     assert.ok(before.workersLaunched >= 2 && before.workersCompleted >= 2);
     assert.equal(before.maxWorkers, 16);
   });
 
   test('worker_timeout cancels a long job; it falls back to the launcher\'s statement_timeout', async () => {
-    const s = fx.engine.session({ launcher: fx.launcher, settings: { workerTimeoutMs: 200 } });
+    const s = ctx.fx.engine.session({ launcher: ctx.fx.launcher, settings: { workerTimeoutMs: 200 } });
     const h = await s.launch("INSERT INTO log(msg) VALUES ('timeout'); SELECT pg_sleep(30)");
     await assert.rejects(s.result(h), { code: '57014' });
     s.close();
-    await fx.launcher.query("SET statement_timeout = '250ms'");
+    await ctx.fx.launcher.query("SET statement_timeout = '250ms'");
     try {
-      const h2 = await fx.session.launch("INSERT INTO log(msg) VALUES ('timeout'); SELECT pg_sleep(30)");
-      await assert.rejects(fx.session.result(h2), { code: '57014' });
+      const h2 = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('timeout'); SELECT pg_sleep(30)");
+      await assert.rejects(ctx.fx.session.result(h2), { code: '57014' });
     } finally {
-      await fx.launcher.query('RESET statement_timeout');
+      await ctx.fx.launcher.query('RESET statement_timeout');
     }
     assert.equal(await count('timeout'), 0);
   });
 
   test('closing a session leaves its attached jobs running to completion', async () => {
-    const s = fx.engine.session({ launcher: fx.launcher });
+    const s = ctx.fx.engine.session({ launcher: ctx.fx.launcher });
     await s.launch("SELECT pg_sleep(0.3); INSERT INTO log(msg) VALUES ('closed')");
     s.close();
-    assert.ok(await fx.engine.drain(10_000));
+    assert.ok(await ctx.fx.engine.drain(10_000));
     assert.equal(await count('closed'), 1);
   });
 
@@ -182,9 +171,9 @@ describe('job semantics', () => {
     const member = await createLoginRole('pgbg_member');
     const stranger = await createLoginRole('pgbg_stranger');
     await withClient(serverUrl(), async (c) => {
-      await c.query(`GRANT ALL ON DATABASE ${db.name} TO ${member.name}`);
+      await c.query(`GRANT ALL ON DATABASE ${ctx.db.name} TO ${member.name}`);
     });
-    const url = urlFor(db.name, member);
+    const url = urlFor(ctx.db.name, member);
     const app = await openFixture(url);
     app.session.settings.customSettings = ['myapp.tenant', 'myapp.unset'];
     try {
@@ -192,15 +181,15 @@ describe('job semantics', () => {
       const h = await app.session.launch("SELECT current_setting('search_path') AS sp, current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('myapp.tenant') AS tenant, current_user AS who");
       assert.deepEqual((await app.session.result(h)).rows, [{ sp: 'pg_catalog, public', tz: 'Asia/Tokyo', ds: 'German, DMY', tenant: 'acme', who: member.name }]);
       // A superuser's session can SET ROLE; its worker takes the same role.
-      const h2 = await fx.session.launch('SELECT 1', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
-      assert.equal((await fx.session.result(h2)).rows.length, 1);
+      const h2 = await ctx.fx.session.launch('SELECT 1', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
+      assert.equal((await ctx.fx.session.result(h2)).rows.length, 1);
       // The member's worker logs in as the member: told to take a role it is not a member of, it fails.
       const h3 = await app.session.launch('SELECT current_user', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
       await assert.rejects(app.session.result(h3), { code: '42501' });
     } finally {
       await app.close();
       await withClient(serverUrl(), async (c) => {
-        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${member.name}`);
+        await c.query(`REVOKE ALL ON DATABASE ${ctx.db.name} FROM ${member.name}`);
         await c.query(`DROP ROLE ${member.name}`);
         await c.query(`DROP ROLE ${stranger.name}`);
       });
