@@ -80,6 +80,8 @@ interface Bucket {
   idle: WorkerConnection[];
   /** Connections handed out, resetting or being opened. */
   busy: number;
+  /** Connections being reset (DISCARD ALL); they are back in `idle` in one round trip. */
+  resetting: Set<WorkerConnection>;
 }
 
 export class WorkerPool {
@@ -119,25 +121,44 @@ export class WorkerPool {
     const deadline = Date.now() + this.options.acquireTimeoutMs;
     let lastLimit: PgbgError | undefined;
     let queued = false;
+    let pidClashes = 0;
     try {
       for (let attempt = 0; ; attempt++) {
         if (this.#closed) throw errors.noCapacity('The pgbg engine is shutting down.');
         signal?.throwIfAborted();
         const idle = this.#takeIdle(login, excludePids);
         if (idle) return idle;
-        const limit = this.#capacityLimit(login);
+        // A connection of this login is being reset and will be idle in one round trip:
+        // wait for it rather than open another (otherwise a launch that follows a result
+        // read opens a second connection now and then, and sequential jobs grow the pool).
+        if (this.#resettingFor(login, excludePids) && Date.now() < deadline) {
+          await this.#nextWakeup(Math.min(deadline - Date.now(), 100), signal);
+          continue;
+        }
+        let limit = this.#capacityLimit(login);
+        // Idle connections this caller may not take (their pids belong to its live, unread
+        // handles) still count against the caps: replace one with a fresh connection instead
+        // of failing "all connections busy" while every connection is idle.
+        if (limit && this.#evictIdleOf(login.key)) limit = undefined;
         if (!limit) {
-          try {
-            return await this.#open(login);
-          } catch (err) {
+          const opened = await this.#open(login).catch((err: unknown) => {
             if (!isServerFull(err)) throw err;
-            lastLimit = errors.noCapacity(
-              'PostgreSQL max_connections was reached: raise max_connections, or lower the pool caps so they fit.',
-              `The server refused a new worker connection for ${login.label}: ${(err as Error).message}`,
-            );
-            // Our own idle connections of other logins hold server slots: give one back.
-            this.#evictIdleOfOtherLogin(login.key);
+            return err as Error;
+          });
+          if (opened instanceof WorkerConnection) {
+            if (!excludePids.has(opened.pid)) return opened;
+            // The OS gave the new backend the pid of one that exited while the caller still
+            // holds a live handle for it; two live handles must never share a pid.
+            this.#discard(opened, this.#bucketOf(opened));
+            if (++pidClashes > 3) throw errors.noCapacity('New worker connections kept getting the pid of a live handle.');
+            continue;
           }
+          lastLimit = errors.noCapacity(
+            "PostgreSQL refused more connections (max_connections, or the role's or database's CONNECTION LIMIT): raise that limit, or lower the pool caps so they fit.",
+            `The server refused a new worker connection for ${login.label}: ${opened.message}`,
+          );
+          // Our own idle connections of other logins hold server slots: give one back.
+          this.#evictIdleOfOtherLogin(login.key);
         } else {
           lastLimit = limit;
         }
@@ -180,10 +201,12 @@ export class WorkerPool {
       this.#discard(worker, bucket);
       return;
     }
+    bucket.resetting.add(worker);
     worker
       .query('DISCARD ALL')
       .then(() => {
         this.logger.debug({ worker: worker.pid }, 'worker reset');
+        bucket.resetting.delete(worker);
         bucket.busy--;
         if (this.#closed) {
           this.#total--;
@@ -196,6 +219,7 @@ export class WorkerPool {
       })
       .catch((err: unknown) => {
         this.logger.warn({ worker: worker.pid, err: (err as Error).message }, 'worker reset failed; closing it');
+        bucket.resetting.delete(worker);
         this.#discard(worker, bucket);
       });
   }
@@ -239,6 +263,23 @@ export class WorkerPool {
       return w;
     }
     return undefined;
+  }
+
+  /** True when a connection of `login` that the caller may take is being reset. */
+  #resettingFor(login: Login, excludePids: ReadonlySet<number>): boolean {
+    const bucket = this.#buckets.get(login.key);
+    if (!bucket) return false;
+    for (const w of bucket.resetting) if (!excludePids.has(w.pid)) return true;
+    return false;
+  }
+
+  /** Closes the oldest idle connection of `key` (ones the caller could not take); true if there was one. */
+  #evictIdleOf(key: string): boolean {
+    const w = this.#buckets.get(key)?.idle.shift();
+    if (!w) return false;
+    this.#total--;
+    void w.close();
+    return true;
   }
 
   #capacityLimit(login: Login): PgbgError | undefined {
@@ -308,7 +349,7 @@ export class WorkerPool {
   #bucket(key: string): Bucket {
     let b = this.#buckets.get(key);
     if (!b) {
-      b = { idle: [], busy: 0 };
+      b = { idle: [], busy: 0, resetting: new Set() };
       this.#buckets.set(key, b);
     }
     return b;
