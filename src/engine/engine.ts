@@ -10,7 +10,7 @@ import { Session, type Entry } from './session.js';
 import type { SessionSettings } from './types.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import { loadClassifier } from '../sql/classify.js';
-import { makeLogin, WorkerPool, type PoolOptions } from '../workers/pool.js';
+import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
 
 export interface EngineOptions {
   /** Worker pool limits and policy. */
@@ -39,6 +39,11 @@ export class Engine {
   readonly cookies = new CookieIssuer();
   readonly #sessions = new Set<Session>();
   readonly #running = new Set<Entry>();
+  /**
+   * One control connection per login for terminate and lock checks: outside the
+   * pool's caps, so a full pool cannot keep a cancel or a deadlock check from running.
+   */
+  readonly #monitors = new Map<string, Promise<pg.Client>>();
   #closing: Promise<void> | undefined;
 
   constructor(options: EngineOptions = {}) {
@@ -128,10 +133,8 @@ export class Engine {
   /** True when the worker waits for a lock held by `pid`. */
   async isBlockedBy(entry: Entry, pid: number): Promise<boolean> {
     try {
-      return await this.pool.withConnection(entry.login, async (w) => {
-        const r = await w.query(`SELECT ${Number(pid)} = ANY (pg_catalog.pg_blocking_pids(${Number(entry.job.pid)})) AS blocked`);
-        return r.rows[0]?.blocked === true;
-      });
+      const r = await this.#control(entry.login, `SELECT ${Number(pid)} = ANY (pg_catalog.pg_blocking_pids(${Number(entry.job.pid)})) AS blocked`);
+      return r.rows[0]?.blocked === true;
     } catch {
       return false;
     }
@@ -142,11 +145,23 @@ export class Engine {
     this.logger.debug({ pid }, 'job terminate');
     try {
       // pg_terminate_backend sends SIGTERM: the backend rolls back and exits; the server does not restart.
-      await this.pool.withConnection(entry.login, (w) => w.query(`SELECT pg_catalog.pg_terminate_backend(${Number(pid)})`));
+      await this.#control(entry.login, `SELECT pg_catalog.pg_terminate_backend(${Number(pid)})`);
     } catch (err) {
       this.logger.warn({ pid, err: (err as Error).message }, 'could not terminate worker; closing its connection');
       await entry.worker?.close();
     }
+  }
+
+  async #control(login: Login, sql: string): Promise<pg.QueryResult> {
+    let monitor = this.#monitors.get(login.key);
+    if (!monitor) {
+      const client = new pg.Client({ ...login.config, application_name: 'pgbg control' });
+      client.on('error', () => this.#monitors.delete(login.key));
+      monitor = client.connect().then(() => client);
+      monitor.catch(() => this.#monitors.delete(login.key));
+      this.#monitors.set(login.key, monitor);
+    }
+    return (await monitor).query(sql);
   }
 
   async #shutdown(graceMs: number): Promise<void> {
@@ -157,6 +172,9 @@ export class Engine {
       await Promise.all(left.map((e) => this.cancelJob(e, 0).catch(() => undefined)));
     }
     await this.pool.close();
+    const monitors = [...this.#monitors.values()];
+    this.#monitors.clear();
+    await Promise.all(monitors.map((m) => m.then((c) => c.end()).catch(() => undefined)));
   }
 }
 

@@ -66,3 +66,19 @@ describe('self-deadlock', () => {
     assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ command: 'INSERT 0 1' }]);
   });
 });
+
+describe('control queries outside the pool caps', () => {
+  const ctx = useFixture('CREATE TABLE t (id int PRIMARY KEY)', { pool: { maxConnectionsPerLogin: 1, acquireTimeoutMs: 20_000 } });
+
+  test('with a one-connection pool, the self-deadlock check and terminate still run', async () => {
+    const { fx } = ctx;
+    await fx.launcher.query('BEGIN');
+    await fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+    const h = await fx.session.launch('INSERT INTO t VALUES (1)');
+    await assert.rejects(fx.session.wait(h), { code: '40P01' });
+    await fx.session.cancel(h);
+    assert.equal(fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
+    await fx.launcher.query('ROLLBACK');
+    fx.session.detach(h);
+  });
+});
