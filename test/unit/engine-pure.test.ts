@@ -1,0 +1,121 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
+import { Job, COMMAND_TAG_FIELD } from '../../src/engine/job.js';
+import { parseMemorySetting, parseTimeSetting, resolveQueueSize } from '../../src/engine/limits.js';
+import { ResultTracker } from '../../src/workers/result-tracker.js';
+
+const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
+
+describe('cookies', () => {
+  test('positive 63-bit, never repeated across 100,000 draws', () => {
+    const issuer = new CookieIssuer();
+    const seen = new Set<bigint>();
+    for (let i = 0; i < 100_000; i++) {
+      const c = issuer.next();
+      assert.ok(c > 0n && c < 2n ** 63n);
+      assert.ok(!seen.has(c));
+      seen.add(c);
+    }
+    console.log(`cookies: ${seen.size} distinct draws`);
+  });
+  test('two issuers (two keys) give unrelated sequences', () => {
+    const a = new CookieIssuer();
+    const b = new CookieIssuer();
+    assert.notEqual(a.next(), b.next());
+  });
+  test('constant-time equality and parsing', () => {
+    assert.ok(cookiesEqual(5n, 5n));
+    assert.ok(!cookiesEqual(5n, 6n));
+    assert.equal(parseCookie('9223372036854775807'), 2n ** 63n - 1n);
+    assert.equal(parseCookie('9223372036854775808'), undefined);
+    assert.equal(parseCookie('x'), undefined);
+  });
+});
+
+describe('limits', () => {
+  test('queue size: 0 means the default; bounds give 22023', () => {
+    assert.equal(resolveQueueSize(0, 65536), 65536);
+    assert.equal(resolveQueueSize(4096, 65536), 4096);
+    assert.throws(() => resolveQueueSize(4095, 65536), { code: '22023', message: 'queue size must be at least 4096 bytes' });
+    assert.throws(() => resolveQueueSize(256 * 1024 * 1024 + 1, 65536), { code: '22023', message: 'queue size must not exceed 268435456 bytes' });
+  });
+  test('settings with units', () => {
+    assert.equal(parseMemorySetting('64kB', 'q'), 65536);
+    assert.equal(parseMemorySetting('1MB', 'q'), 1048576);
+    assert.equal(parseTimeSetting('250ms', 't'), 250);
+    assert.equal(parseTimeSetting('2s', 't'), 2000);
+    assert.equal(parseTimeSetting('0', 't'), 0);
+    assert.throws(() => parseTimeSetting('2 fortnights', 't'), { code: '22023' });
+  });
+});
+
+describe('result tracking (pure, message by message)', () => {
+  const drain = (job: Job) => {
+    const rows = [];
+    for (let r = job.takeRow(); r; r = job.takeRow()) rows.push(r);
+    return rows;
+  };
+
+  test('setup statement skipped; only the last statement\'s rows are kept', () => {
+    const job = new Job('x', 65536, false);
+    const t = new ResultTracker(job, 1, 2);
+    t.rowDescription([field('setup')]);
+    t.dataRow(['ignored']);
+    t.commandComplete('SELECT 1');
+    t.rowDescription([field('a')]);
+    t.dataRow(['1']);
+    t.commandComplete('SELECT 1');
+    t.rowDescription([field('b')]);
+    t.dataRow(['2']);
+    t.dataRow(['3']);
+    t.commandComplete('SELECT 2');
+    assert.deepEqual(job.fields?.map((f) => f.name), ['b']);
+    assert.deepEqual(drain(job), [['2'], ['3']]);
+    assert.deepEqual(job.commandTags, ['SELECT 2']);
+  });
+
+  test('row-less tail after a SELECT yields only the tail\'s tags', () => {
+    const job = new Job('x', 65536, false);
+    const t = new ResultTracker(job, 0, 3);
+    t.rowDescription([field('a')]);
+    t.dataRow(['1']);
+    t.commandComplete('SELECT 1');
+    t.commandComplete('INSERT 0 1');
+    t.commandComplete('UPDATE 2');
+    assert.deepEqual(job.fields, [COMMAND_TAG_FIELD]);
+    assert.deepEqual(drain(job), [['INSERT 0 1'], ['UPDATE 2']]);
+  });
+
+  test('a full queue asks the worker to pause; reading half of it resumes', () => {
+    const job = new Job('x', 4096, false);
+    let paused = 0;
+    let resumed = 0;
+    job.onFull = () => paused++;
+    job.onDrain = () => resumed++;
+    const t = new ResultTracker(job, 0, 1);
+    t.rowDescription([field('a')]);
+    for (let i = 0; i < 100; i++) t.dataRow(['x'.repeat(100)]);
+    assert.equal(paused, 1);
+    assert.ok(job.stalled);
+    // Rows of the socket read already under way still arrive: 100 rows are buffered.
+    while (job.bufferedBytes > 4096 / 2 + 200) job.takeRow();
+    assert.equal(resumed, 0, 'not resumed while more than half the queue is buffered');
+    job.takeRow();
+    job.takeRow();
+    assert.equal(resumed, 1);
+    assert.ok(!job.stalled);
+  });
+
+  test('discarding drops rows and never pauses again', () => {
+    const job = new Job('x', 4096, true);
+    let paused = 0;
+    job.onFull = () => paused++;
+    const t = new ResultTracker(job, 0, 1);
+    t.rowDescription([field('a')]);
+    for (let i = 0; i < 1000; i++) t.dataRow(['x'.repeat(100)]);
+    assert.equal(paused, 0);
+    assert.equal(job.bufferedRows, 0);
+    assert.equal(job.rowsReceived, 1000);
+  });
+});
