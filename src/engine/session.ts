@@ -10,7 +10,7 @@ import { errors, PgbgError, SqlState } from './errors.js';
 import { Job, type RawRow } from './job.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
-  Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
+  FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
 } from './types.js';
 import type { Engine as EngineCore } from './engine.js';
 import { executeJob } from './execute.js';
@@ -139,6 +139,22 @@ export class Session {
       }
     }
     return { fields, rows: iterate(), commandTags: () => job.commandTags, notices: job.notices };
+  }
+
+  /**
+   * The result's columns, without consuming it: waits until they are known. A
+   * job that failed before producing any raises its error here (and counts as read).
+   */
+  async describe(ref: HandleRef): Promise<FieldInfo[]> {
+    const entry = this.#lookup(ref, { allowConsumed: false });
+    const { job } = entry;
+    if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
+    await this.#guard(entry, async () => {
+      while (!job.fields && !job.ended) await job.changed();
+    });
+    if (job.fields) return job.fields;
+    this.#forget(entry, true);
+    throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
   }
 
   /** Stops tracking the handle; the job keeps running and commits. */

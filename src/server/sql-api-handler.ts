@@ -1,0 +1,157 @@
+/**
+ * Serves the SQL API's requests on the wire endpoint: maps each caller backend
+ * (bound by `hello`) to one engine session, and each request to one engine
+ * operation. A session ends when the last wire connection of its backend
+ * closes — the caller's backend ended — so its jobs finish and their results
+ * are discarded, as with pg_background.
+ */
+import type pg from 'pg';
+import type { Engine } from '../engine/engine.js';
+import { PgbgError, SqlState } from '../engine/errors.js';
+import type { Session } from '../engine/session.js';
+import type { HandleRef } from '../engine/types.js';
+import type { WireConnection, WireHandler, WireResult } from './wire.js';
+import { parseRequest, type Request } from './sql-api-requests.js';
+
+/** Worker credentials for a database and login role; undefined when the server has none. */
+export type CredentialsFor = (database: string, user: string) => pg.ClientConfig | undefined;
+
+interface Bound {
+  key: string;
+  session: Session;
+}
+
+const INT4 = 23;
+const INT8 = 20;
+const TEXT = 25;
+const BOOL = 16;
+const FLOAT8 = 701;
+const OID = 26;
+const TIMESTAMPTZ = 1184;
+
+export class SqlApiHandler implements WireHandler {
+  readonly #sessions = new Map<string, { session: Session; connections: number }>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly credentialsFor: CredentialsFor,
+  ) {}
+
+  async query(text: string, conn: WireConnection): Promise<WireResult> {
+    const req = parseRequest(text);
+    if (req.op === 'hello') return this.#hello(req, conn);
+    const bound = conn.state.get('bound') as Bound | undefined;
+    if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
+    return this.#dispatch(req, bound.session);
+  }
+
+  onClose(conn: WireConnection): void {
+    const bound = conn.state.get('bound') as Bound | undefined;
+    if (!bound) return;
+    const entry = this.#sessions.get(bound.key);
+    if (!entry) return;
+    entry.connections--;
+    if (entry.connections === 0) {
+      this.#sessions.delete(bound.key);
+      entry.session.close();
+    }
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  #hello(req: Extract<Request, { op: 'hello' }>, conn: WireConnection): WireResult {
+    if (conn.state.has('bound')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
+    const key = `${conn.database}\u0000${req.backend_pid}\u0000${req.backend_start}`;
+    let entry = this.#sessions.get(key);
+    if (!entry) {
+      const credentials = this.credentialsFor(conn.database, req.session_user);
+      if (!credentials) {
+        throw new PgbgError(SqlState.invalidAuthorization, `pgbg has no credentials for role "${req.session_user}"`, {
+          hint: 'Give the server credentials for this role (pgpass file or mapping); it never falls back to another login.',
+        });
+      }
+      entry = { session: this.engine.session({ connection: credentials }), connections: 0 };
+      this.#sessions.set(key, entry);
+    }
+    entry.connections++;
+    conn.state.set('bound', { key, session: entry.session } satisfies Bound);
+    return { commandTag: 'HELLO' };
+  }
+
+  async #dispatch(req: Exclude<Request, { op: 'hello' }>, session: Session): Promise<WireResult> {
+    if ('max_workers' in req) applySettings(session, req);
+    switch (req.op) {
+      case 'launch':
+      case 'submit': {
+        const context = {
+          role: req.role ?? undefined,
+          roleOid: req.role_oid ?? undefined,
+          settings: req.settings,
+          statementTimeoutMs: req.statement_timeout_ms,
+        };
+        const h = await session[req.op](req.sql, { queueSize: req.queue_size, context });
+        return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
+      }
+      case 'describe': {
+        // The caller builds its row type from these, then asks for the rows with `result`.
+        const fields = await session.describe(ref(req));
+        return rows([['name', TEXT], ['type_oid', OID]], fields.map((f) => [f.name, String(f.dataTypeID)]), 'SELECT');
+      }
+      case 'result': {
+        const raw = await session.rawResult(ref(req));
+        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rows: raw.rows, commandTag: 'SELECT' };
+      }
+      case 'detach':
+        session.detach(ref(req));
+        return { commandTag: 'DETACH' };
+      case 'cancel':
+        await session.cancel(ref(req), { graceMs: req.grace_ms });
+        return { commandTag: 'CANCEL' };
+      case 'wait':
+        await session.wait(ref(req));
+        return { commandTag: 'WAIT' };
+      case 'wait_timeout':
+        return one([['finished', BOOL]], [(await session.waitTimeout(ref(req), req.timeout_ms)) ? 't' : 'f']);
+      case 'progress': {
+        const p = session.progress(ref(req));
+        return one([['progress_pct', INT4], ['progress_msg', TEXT]], p.pct < 0 ? [null, null] : [String(p.pct), p.message]);
+      }
+      case 'list':
+        return rows(
+          [['pid', INT4], ['cookie', INT8], ['launched_at', TIMESTAMPTZ], ['user_id', OID], ['queue_size', INT4], ['state', TEXT], ['sql_preview', TEXT], ['last_error', TEXT], ['consumed', BOOL]],
+          session.list().map((j) => [
+            String(j.pid), String(j.cookie), j.launchedAt.toISOString(), j.roleOid === null ? null : String(j.roleOid),
+            String(j.queueSize), j.state, j.sqlPreview, j.lastError, j.consumed ? 't' : 'f',
+          ]),
+          'SELECT',
+        );
+      case 'stats': {
+        const s = session.stats();
+        return one(
+          [['workers_launched', INT8], ['workers_completed', INT8], ['workers_failed', INT8], ['workers_canceled', INT8], ['workers_active', INT4], ['avg_execution_ms', FLOAT8], ['max_workers', INT4]],
+          [s.workersLaunched, s.workersCompleted, s.workersFailed, s.workersCanceled, s.workersActive, s.avgExecutionMs, s.maxWorkers].map(String),
+        );
+      }
+    }
+  }
+}
+
+function applySettings(session: Session, req: { max_workers?: number | undefined; default_queue_size?: number | undefined; worker_timeout_ms?: number | undefined }): void {
+  if (req.max_workers !== undefined) session.settings.maxWorkers = req.max_workers;
+  if (req.default_queue_size !== undefined) session.settings.defaultQueueSize = req.default_queue_size;
+  if (req.worker_timeout_ms !== undefined) session.settings.workerTimeoutMs = req.worker_timeout_ms;
+}
+
+function ref(req: { pid: number; cookie?: string | undefined }): HandleRef {
+  return { pid: req.pid, cookie: req.cookie === undefined ? undefined : BigInt(req.cookie) };
+}
+
+function rows(columns: [string, number][], values: (string | null)[][], tag: string): WireResult {
+  return { fields: columns.map(([name, typeOid]) => ({ name, typeOid })), rows: values, commandTag: `${tag} ${values.length}` };
+}
+
+function one(columns: [string, number][], values: (string | null)[]): WireResult {
+  return rows(columns, [values], 'SELECT');
+}

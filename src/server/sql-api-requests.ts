@@ -1,0 +1,54 @@
+/**
+ * The requests the SQL API wrappers send to the server through dblink: one JSON
+ * object per Query message. The wire login proves the sender is the wrapper
+ * code (only it can read the secret); `hello` then binds the connection to the
+ * caller's backend once, and no later request can change who the caller is.
+ */
+import { z } from 'zod';
+import { PgbgError, SqlState } from '../engine/errors.js';
+
+const handle = { pid: z.number().int(), cookie: z.string().regex(/^-?\d{1,19}$/).optional() };
+const gucs = {
+  max_workers: z.number().int().min(1).max(1000).optional(),
+  default_queue_size: z.number().int().optional(),
+  worker_timeout_ms: z.number().int().min(0).optional(),
+};
+
+export const Request = z.discriminatedUnion('op', [
+  z.object({
+    op: z.literal('hello'),
+    session_user: z.string().min(1),
+    backend_pid: z.number().int(),
+    backend_start: z.string().min(1),
+  }),
+  z.object({
+    op: z.enum(['launch', 'submit']),
+    sql: z.string(),
+    queue_size: z.number().int().default(0),
+    role: z.string().nullable().default(null),
+    role_oid: z.number().int().nullable().default(null),
+    settings: z.record(z.string(), z.string()).default({}),
+    statement_timeout_ms: z.number().int().min(0).default(0),
+    ...gucs,
+  }),
+  z.object({ op: z.enum(['describe', 'result', 'detach', 'wait', 'progress']), ...handle }),
+  z.object({ op: z.literal('wait_timeout'), ...handle, timeout_ms: z.number().int() }),
+  z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0) }),
+  z.object({ op: z.enum(['list', 'stats']), ...gucs }),
+]);
+
+export type Request = z.infer<typeof Request>;
+
+export function parseRequest(text: string): Request {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new PgbgError(SqlState.featureNotSupported, 'this endpoint accepts only pgbg SQL API requests');
+  }
+  const parsed = Request.safeParse(json);
+  if (!parsed.success) {
+    throw new PgbgError('08P01', 'malformed pgbg SQL API request', { detail: parsed.error.issues[0]?.message });
+  }
+  return parsed.data;
+}
