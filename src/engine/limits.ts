@@ -42,13 +42,3 @@ export function parseMemorySetting(text: string, name: string): number {
 export function parseTimeSetting(text: string, name: string): number {
   return parseWithUnits(text, TIME_UNITS, 1, name);
 }
-
-export function checkRange(value: number, bounds: { min: number; max: number }, name: string): number {
-  if (!Number.isInteger(value) || value < bounds.min || value > bounds.max) {
-    throw new PgbgError(
-      SqlState.invalidParameterValue,
-      `${value} is outside the valid range for parameter "${name}" (${bounds.min} .. ${bounds.max})`,
-    );
-  }
-  return value;
-}
