@@ -97,7 +97,7 @@ export class SqlApiHandler implements WireHandler {
       case 'describe': {
         // The caller builds its row type from these, then asks for the rows with `result`.
         const fields = await session.describe(ref(req));
-        return rows([['name', TEXT], ['type_oid', OID]], fields.map((f) => [f.name, String(f.dataTypeID)]), 'SELECT');
+        return rows([['position', INT4], ['name', TEXT], ['type_oid', OID]], fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID)]), 'SELECT');
       }
       case 'result': {
         const raw = await session.rawResult(ref(req));

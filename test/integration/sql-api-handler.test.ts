@@ -65,7 +65,7 @@ describe('SQL API requests through dblink', () => {
 
   test('launch, describe and result relay the worker\'s rows with its column types', async () => {
     const [h] = await call<{ pid: number; cookie: string }>({ op: 'launch', sql: "SELECT 42 AS x, 'hi'::text AS y" }, 'pid int4, cookie int8');
-    const cols = await call<{ name: string; type_oid: number }>({ op: 'describe', pid: h!.pid, cookie: h!.cookie }, 'name text, type_oid oid');
+    const cols = await call<{ name: string; type_oid: number }>({ op: 'describe', pid: h!.pid, cookie: h!.cookie }, 'position int4, name text, type_oid oid');
     assert.deepEqual(cols.map((c) => [c.name, Number(c.type_oid)]), [['x', 23], ['y', 25]]);
     const rows = await call<{ x: number; y: string }>({ op: 'result', pid: h!.pid, cookie: h!.cookie }, 'x int4, y text');
     assert.deepEqual(rows, [{ x: 42, y: 'hi' }]);
