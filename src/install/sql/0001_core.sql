@@ -1,0 +1,129 @@
+-- pgbg SQL API 0001: launch / submit / result / detach / wait / cancel (v1 and v2).
+-- @schema@ is the API schema, @dblink@ the schema of the dblink extension.
+CREATE TYPE @schema@.pg_background_handle AS (pid pg_catalog.int4, cookie pg_catalog.int8);
+
+-- How to reach the pgbg server; its password is the secret only the definer functions can read.
+CREATE TABLE pgbg_private.server (connstr pg_catalog.text NOT NULL);
+REVOKE ALL ON pgbg_private.server FROM PUBLIC;
+
+-- The caller backend's named dblink connection, opened and bound to this backend
+-- (hello: session user, pid, start time, all derived here) on first use.
+CREATE FUNCTION pgbg_private.conn() RETURNS pg_catalog.text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  IF 'pgbg_api' = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN 'pgbg_api';
+  END IF;
+  PERFORM @dblink@.dblink_connect('pgbg_api', (SELECT connstr FROM pgbg_private.server LIMIT 1));
+  PERFORM @dblink@.dblink_exec('pgbg_api', json_build_object(
+    'op', 'hello', 'session_user', session_user::text, 'backend_pid', pg_backend_pid(),
+    'backend_start', (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()))::text);
+  RETURN 'pgbg_api';
+END $$;
+
+-- The settings a worker copies: what the caller's session changed.
+CREATE FUNCTION pgbg_private.caller_settings() RETURNS pg_catalog.json
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings
+   WHERE source = 'session' AND name NOT IN ('role', 'session_authorization', 'client_encoding',
+     'application_name', 'statement_timeout', 'transaction_isolation', 'transaction_read_only', 'transaction_deferrable')
+$$;
+
+-- A request carries the caller's role; the worker takes it with set_config, so
+-- PostgreSQL itself refuses a role the caller's login cannot take.
+CREATE FUNCTION pgbg_private.launch(op text, sql text, queue_size int4, caller_role text, settings json, statement_timeout text)
+RETURNS @schema@.pg_background_handle
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+  h @schema@.pg_background_handle;
+BEGIN
+  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(pgbg_private.conn(), json_build_object(
+    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0),
+    'role', NULLIF(caller_role, 'none'), 'settings', COALESCE(settings, '{}'::json),
+    'statement_timeout_ms', (EXTRACT(epoch FROM statement_timeout::interval) * 1000)::int,
+    'max_workers', COALESCE(NULLIF(current_setting('pg_background.max_workers', true), ''), '16')::int)::text)
+    AS t(pid int4, cookie int8);
+  RETURN h;
+END $$;
+
+CREATE FUNCTION pgbg_private.request(req json) RETURNS pg_catalog.text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  RETURN @dblink@.dblink_exec(pgbg_private.conn(), req::text);
+END $$;
+
+CREATE FUNCTION pgbg_private.handle_json(op text, pid int4, cookie int8) RETURNS pg_catalog.json
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN cookie IS NULL THEN json_build_object('op', op, 'pid', pid)
+              ELSE json_build_object('op', op, 'pid', pid, 'cookie', cookie::text) END
+$$;
+
+-- Results: describe the worker's columns, then relay its rows typed as the worker typed them.
+-- Returns the query that relays them; the public result functions run it.
+CREATE FUNCTION pgbg_private.result_query(pid int4, cookie int8) RETURNS pg_catalog.text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+  c text := pgbg_private.conn();
+  coldefs text;
+BEGIN
+  SELECT string_agg(format('%I %s', t.name, format_type(t.type_oid, NULL)), ', ' ORDER BY t.position) INTO coldefs
+    FROM @dblink@.dblink(c, pgbg_private.handle_json('describe', pid, cookie)::text) AS t(position int4, name text, type_oid oid);
+  RETURN format('SELECT * FROM @dblink@.dblink(%L, %L) AS t(%s)', c, pgbg_private.handle_json('result', pid, cookie)::text, coldefs);
+END $$;
+
+CREATE FUNCTION @schema@.pg_background_launch_v2(sql text, queue_size int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
+LANGUAGE sql AS $$ SELECT pgbg_private.launch('launch', sql, queue_size, current_setting('role'), pgbg_private.caller_settings(), current_setting('statement_timeout')) $$;
+CREATE FUNCTION @schema@.pg_background_submit_v2(sql text, queue_size int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
+LANGUAGE sql AS $$ SELECT pgbg_private.launch('submit', sql, queue_size, current_setting('role'), pgbg_private.caller_settings(), current_setting('statement_timeout')) $$;
+CREATE FUNCTION @schema@.pg_background_launch(sql text, queue_size int4 DEFAULT 0) RETURNS int4
+LANGUAGE sql AS $$ SELECT (@schema@.pg_background_launch_v2(sql, queue_size)).pid $$;
+
+-- A SETOF record cannot be forwarded, so each result function runs the relay query itself.
+CREATE FUNCTION @schema@.pg_background_result_v2(pid int4, cookie int8) RETURNS SETOF record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgbg_private.result_query(pid, cookie);
+EXCEPTION WHEN datatype_mismatch THEN
+  RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+END $$;
+CREATE FUNCTION @schema@.pg_background_result(pid int4) RETURNS SETOF record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgbg_private.result_query(pid, NULL);
+EXCEPTION WHEN datatype_mismatch THEN
+  RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+END $$;
+
+CREATE FUNCTION @schema@.pg_background_detach(pid int4) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.request(pgbg_private.handle_json('detach', pid, NULL)); $$;
+CREATE FUNCTION @schema@.pg_background_detach_v2(pid int4, cookie int8) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.request(pgbg_private.handle_json('detach', pid, cookie)); $$;
+CREATE FUNCTION @schema@.pg_background_wait_v2(pid int4, cookie int8) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.request(pgbg_private.handle_json('wait', pid, cookie)); $$;
+CREATE FUNCTION @schema@.pg_background_cancel_v2(pid int4, cookie int8) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.request(pgbg_private.handle_json('cancel', pid, cookie)); $$;
+CREATE FUNCTION @schema@.pg_background_cancel_v2_grace(pid int4, cookie int8, grace_ms int4) RETURNS void
+LANGUAGE sql AS $$
+  SELECT pgbg_private.request(json_build_object('op', 'cancel', 'pid', pid, 'cookie', cookie::text, 'grace_ms', grace_ms));
+$$;
+
+-- No ambient access: everything is revoked from PUBLIC; pgbackground_role is how access is granted.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
+    CREATE ROLE pgbackground_role NOLOGIN INHERIT;
+  END IF;
+END $$;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgbg_private FROM PUBLIC;
+REVOKE ALL ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_background_launch_v2(text, int4),
+  @schema@.pg_background_submit_v2(text, int4), @schema@.pg_background_result(int4), @schema@.pg_background_result_v2(int4, int8),
+  @schema@.pg_background_detach(int4), @schema@.pg_background_detach_v2(int4, int8), @schema@.pg_background_wait_v2(int4, int8),
+  @schema@.pg_background_cancel_v2(int4, int8), @schema@.pg_background_cancel_v2_grace(int4, int8, int4) FROM PUBLIC;
+REVOKE ALL ON TYPE @schema@.pg_background_handle FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
+GRANT EXECUTE ON FUNCTION pgbg_private.caller_settings(), pgbg_private.launch(text, text, int4, text, json, text),
+  pgbg_private.request(json), pgbg_private.handle_json(text, int4, int8) TO pgbackground_role;
+GRANT EXECUTE ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_background_launch_v2(text, int4),
+  @schema@.pg_background_submit_v2(text, int4), @schema@.pg_background_result(int4), @schema@.pg_background_result_v2(int4, int8),
+  @schema@.pg_background_detach(int4), @schema@.pg_background_detach_v2(int4, int8), @schema@.pg_background_wait_v2(int4, int8),
+  @schema@.pg_background_cancel_v2(int4, int8), @schema@.pg_background_cancel_v2_grace(int4, int8, int4) TO pgbackground_role;
+GRANT USAGE ON TYPE @schema@.pg_background_handle TO pgbackground_role;

@@ -1,0 +1,126 @@
+/**
+ * pg_background's SQL, unchanged, through the installed wrappers: a real
+ * PostgreSQL calls the pgbg server over dblink.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { Engine } from '../../src/index.js';
+import { install } from '../../src/install/install.js';
+import { SqlApiHandler } from '../../src/server/sql-api-handler.js';
+import { startWireServer, type WireServer } from '../../src/server/wire.js';
+import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
+import { testLogger } from '../helpers/engine.js';
+
+describe('SQL API wrappers', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let engine: Engine;
+  let server: WireServer;
+  let caller: pg.Client;
+  let connstr: string;
+  const secret = randomBytes(16).toString('hex');
+  const logins = new Map<string, string>();
+
+  before(async () => {
+    db = await createTestDatabase();
+    engine = new Engine({ logger: testLogger() });
+    const login = new URL(db.url);
+    logins.set(decodeURIComponent(login.username), db.url);
+    // An explicit credentials mapping: one login per role, never a fallback to another.
+    const handler = new SqlApiHandler(engine, (_d, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined));
+    server = await startWireServer({ handler, logger: testLogger(), authenticate: (u) => (u === 'pgbg' ? { password: secret } : undefined) });
+    connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
+    caller = new pg.Client({ connectionString: db.url });
+    await caller.connect();
+    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1]);
+    await caller.query('CREATE TABLE log (msg text)');
+  });
+  after(async () => {
+    await caller?.end();
+    await server?.close();
+    await engine?.close();
+    await db?.drop();
+  });
+
+  test('re-running install is a no-op', async () => {
+    assert.deepEqual(await install(caller, { serverConnstr: connstr }), []);
+  });
+
+  test('v1: SELECT * FROM pg_background_result(pg_background_launch(...)) AS (x int)', async () => {
+    const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)");
+    assert.deepEqual(r.rows, [{ x: 42 }]);
+  });
+
+  test('v2: launch_v2 + result_v2 with several columns and a command tag', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1 AS a, ''b''::text AS b')")).rows[0];
+    const r = await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (a int, b text)', [h.pid, h.cookie]);
+    assert.deepEqual(r.rows, [{ a: 1, b: 'b' }]);
+    const t = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('INSERT INTO log VALUES (''x'')')) AS (tag text)");
+    assert.deepEqual(t.rows, [{ tag: 'INSERT 0 1' }]);
+  });
+
+  test('autonomy: a launch inside a transaction that rolls back still commits', async () => {
+    await caller.query('BEGIN');
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''audit'')')")).rows[0];
+    await caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]);
+    await caller.query('ROLLBACK');
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'audit'")).rows[0].n, 1);
+    await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+  });
+
+  test('a column list that does not match the worker\'s types is 42804', async () => {
+    await assert.rejects(
+      caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1::int')) AS (x text)"),
+      { code: '42804', message: 'remote query result rowtype does not match the specified FROM clause rowtype' },
+    );
+  });
+
+  test('worker errors and handle errors keep their SQLSTATE', async () => {
+    await assert.rejects(caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1/0')) AS (x int)"), { code: '22012' });
+    await assert.rejects(caller.query('SELECT * FROM pg_background_result(12345) AS (x int)'), { code: '42704' });
+    await assert.rejects(caller.query("SELECT pg_background_launch('COMMIT')"), { code: '0A000' });
+  });
+
+  test('cancel_v2: nothing of the job commits', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''c''); SELECT pg_sleep(30)')")).rows[0];
+    await caller.query('SELECT pg_background_cancel_v2_grace($1, $2, 2000)', [h.pid, h.cookie]);
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'c'")).rows[0].n, 0);
+    await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+  });
+
+  test('no PUBLIC access: a role outside pgbackground_role is refused; a member can launch and runs as itself', async () => {
+    const outsider = await createLoginRole('pgbg_out');
+    const member = await createLoginRole('pgbg_in');
+    await withClient(serverUrl(), async (c) => {
+      await c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${outsider.name}, ${member.name}`);
+      await c.query(`GRANT pgbackground_role TO ${member.name}`);
+    });
+    logins.set(member.name, urlFor(db.name, member));
+    try {
+      await withClient(urlFor(db.name, outsider), async (c) => {
+        await assert.rejects(c.query("SELECT pg_background_launch('SELECT 1')"), { code: '42501' });
+        await assert.rejects(c.query('SELECT pgbg_private.conn()'), { code: '42501' });
+        await assert.rejects(c.query('SELECT * FROM pgbg_private.server'), { code: '42501' });
+      });
+      await withClient(urlFor(db.name, member), async (c) => {
+        const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
+        assert.deepEqual(r.rows, [{ who: member.name }]);
+      });
+    } finally {
+      await withClient(serverUrl(), async (c) => {
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}, ${member.name}`);
+        await c.query(`DROP ROLE ${outsider.name}`);
+        await c.query(`REVOKE pgbackground_role FROM ${member.name}`);
+        await c.query(`DROP ROLE ${member.name}`);
+      });
+    }
+  });
+
+  test('the worker runs with the caller\'s settings', async () => {
+    await caller.query("SET TimeZone = 'Asia/Tokyo'");
+    const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_setting(''TimeZone'')')) AS (tz text)");
+    assert.deepEqual(r.rows, [{ tz: 'Asia/Tokyo' }]);
+    await caller.query('RESET TimeZone');
+  });
+});
