@@ -33,7 +33,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1]);
+    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -62,9 +62,13 @@ describe('SQL API wrappers', () => {
 
   test('autonomy: a launch inside a transaction that rolls back still commits', async () => {
     await caller.query('BEGIN');
-    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''audit'')')")).rows[0];
-    await caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]);
-    await caller.query('ROLLBACK');
+    let h: { pid: number; cookie: string };
+    try {
+      h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''audit'')')")).rows[0];
+      await caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]);
+    } finally {
+      await caller.query('ROLLBACK');
+    }
     assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'audit'")).rows[0].n, 1);
     await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
   });
@@ -115,6 +119,22 @@ describe('SQL API wrappers', () => {
         await c.query(`DROP ROLE ${member.name}`);
       });
     }
+  });
+
+  test('SHOW answers the defaults in a fresh session; list_v2, stats_v2 and wait_v2_timeout', async () => {
+    await withClient(db.url, async (c) => {
+      assert.equal((await c.query('SHOW pg_background.max_workers')).rows[0]['pg_background.max_workers'], '16');
+      assert.equal((await c.query('SHOW pg_background.default_queue_size')).rows[0]['pg_background.default_queue_size'], '64kB');
+      const h = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT pg_sleep(0.3)')")).rows[0];
+      assert.equal((await c.query('SELECT pg_background_wait_v2_timeout($1, $2, 10) AS f', [h.pid, h.cookie])).rows[0].f, false);
+      const list = await c.query('SELECT * FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool)');
+      assert.deepEqual(list.rows.map((r) => [r.pid, r.cookie, r.state, r.sql_preview, r.queue_size]), [[h.pid, h.cookie, 'running', 'SELECT pg_sleep(0.3)', 65536]]);
+      assert.equal((await c.query('SELECT pg_background_wait_v2_timeout($1, $2, 10000) AS f', [h.pid, h.cookie])).rows[0].f, true);
+      await c.query('SET pg_background.max_workers = 5');
+      const stats = (await c.query('SELECT * FROM pg_background_stats_v2()')).rows[0];
+      assert.equal(stats.max_workers, 5);
+      assert.equal(stats.workers_launched, '1');
+    });
   });
 
   test('the worker runs with the caller\'s settings', async () => {

@@ -40,6 +40,7 @@ BEGIN
   SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(pgbg_private.conn(), json_build_object(
     'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0),
     'role', NULLIF(caller_role, 'none'), 'settings', COALESCE(settings, '{}'::json),
+    'role_oid', (SELECT oid::int8 FROM pg_roles WHERE rolname = COALESCE(NULLIF(caller_role, 'none'), session_user::text)),
     'statement_timeout_ms', (EXTRACT(epoch FROM statement_timeout::interval) * 1000)::int,
     'max_workers', COALESCE(NULLIF(current_setting('pg_background.max_workers', true), ''), '16')::int)::text)
     AS t(pid int4, cookie int8);
