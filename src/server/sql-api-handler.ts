@@ -19,6 +19,8 @@ export type CredentialsFor = (database: string, user: string) => pg.ClientConfig
 interface Bound {
   key: string;
   session: Session;
+  /** The caller's backend pid: lets the engine detect a caller waiting on its own lock. */
+  backendPid: number;
 }
 
 const INT4 = 23;
@@ -42,7 +44,7 @@ export class SqlApiHandler implements WireHandler {
     if (req.op === 'hello') return this.#hello(req, conn);
     const bound = conn.state.get('bound') as Bound | undefined;
     if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    return this.#dispatch(req, bound.session);
+    return this.#dispatch(req, bound);
   }
 
   onClose(conn: WireConnection): void {
@@ -76,11 +78,12 @@ export class SqlApiHandler implements WireHandler {
       this.#sessions.set(key, entry);
     }
     entry.connections++;
-    conn.state.set('bound', { key, session: entry.session } satisfies Bound);
+    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid } satisfies Bound);
     return { commandTag: 'HELLO' };
   }
 
-  async #dispatch(req: Exclude<Request, { op: 'hello' }>, session: Session): Promise<WireResult> {
+  async #dispatch(req: Exclude<Request, { op: 'hello' }>, bound: Bound): Promise<WireResult> {
+    const session = bound.session;
     if ('max_workers' in req) applySettings(session, req);
     switch (req.op) {
       case 'launch':
@@ -90,6 +93,7 @@ export class SqlApiHandler implements WireHandler {
           roleOid: req.role_oid ?? undefined,
           settings: req.settings,
           statementTimeoutMs: req.statement_timeout_ms,
+          launcherPid: bound.backendPid,
         };
         const h = await session[req.op](req.sql, { queueSize: req.queue_size, context });
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);

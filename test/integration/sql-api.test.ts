@@ -137,6 +137,26 @@ describe('SQL API wrappers', () => {
     });
   });
 
+  test('pg_background.worker_timeout cancels a long job', async () => {
+    await caller.query("SET pg_background.worker_timeout = '200ms'");
+    try {
+      await assert.rejects(caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_sleep(30)')) AS (x text)"), { code: '57014' });
+    } finally {
+      await caller.query('RESET pg_background.worker_timeout');
+    }
+  });
+
+  test('waiting on your own worker while holding the lock it needs is 40P01, not a hang', async () => {
+    await caller.query('BEGIN');
+    try {
+      await caller.query('LOCK TABLE log IN ACCESS EXCLUSIVE MODE');
+      const pid = (await caller.query("SELECT pg_background_launch('INSERT INTO log VALUES (''locked'')') AS pid")).rows[0].pid;
+      await assert.rejects(caller.query('SELECT * FROM pg_background_result($1) AS (tag text)', [pid]), { code: '40P01' });
+    } finally {
+      await caller.query('ROLLBACK');
+    }
+  });
+
   test('the worker runs with the caller\'s settings', async () => {
     await caller.query("SET TimeZone = 'Asia/Tokyo'");
     const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_setting(''TimeZone'')')) AS (tz text)");

@@ -29,6 +29,12 @@ LANGUAGE sql STABLE AS $$
      'application_name', 'statement_timeout', 'transaction_isolation', 'transaction_read_only', 'transaction_deferrable')
 $$;
 
+-- A time setting as SHOW writes it ('0', '250ms', '5s') in milliseconds; a bare number is ms.
+CREATE FUNCTION pgbg_private.ms(setting text) RETURNS pg_catalog.int8
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT (EXTRACT(epoch FROM (CASE WHEN setting ~ '^[0-9]+$' THEN setting || 'ms' ELSE setting END)::interval) * 1000)::int8
+$$;
+
 -- A request carries the caller's role; the worker takes it with set_config, so
 -- PostgreSQL itself refuses a role the caller's login cannot take.
 CREATE FUNCTION pgbg_private.launch(op text, sql text, queue_size int4, caller_role text, settings json, statement_timeout text)
@@ -41,8 +47,10 @@ BEGIN
     'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0),
     'role', NULLIF(caller_role, 'none'), 'settings', COALESCE(settings, '{}'::json),
     'role_oid', (SELECT oid::int8 FROM pg_roles WHERE rolname = COALESCE(NULLIF(caller_role, 'none'), session_user::text)),
-    'statement_timeout_ms', (EXTRACT(epoch FROM statement_timeout::interval) * 1000)::int,
-    'max_workers', COALESCE(NULLIF(current_setting('pg_background.max_workers', true), ''), '16')::int)::text)
+    'statement_timeout_ms', pgbg_private.ms(statement_timeout),
+    'max_workers', COALESCE(NULLIF(current_setting('pg_background.max_workers', true), ''), '16')::int,
+    'default_queue_size', pg_size_bytes(COALESCE(NULLIF(current_setting('pg_background.default_queue_size', true), ''), '64kB')),
+    'worker_timeout_ms', pgbg_private.ms(COALESCE(NULLIF(current_setting('pg_background.worker_timeout', true), ''), '0')))::text)
     AS t(pid int4, cookie int8);
   RETURN h;
 END $$;
@@ -67,8 +75,11 @@ DECLARE
   c text := pgbg_private.conn();
   coldefs text;
 BEGIN
-  SELECT string_agg(format('%I %s', t.name, format_type(t.type_oid, NULL)), ', ' ORDER BY t.position) INTO coldefs
-    FROM @dblink@.dblink(c, pgbg_private.handle_json('describe', pid, cookie)::text) AS t(position int4, name text, type_oid oid);
+  -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text.
+  SELECT string_agg(format('%I %s', t.name, CASE WHEN ty.typtype = 'p' THEN 'text' ELSE format_type(t.type_oid, NULL) END),
+                    ', ' ORDER BY t.position) INTO coldefs
+    FROM @dblink@.dblink(c, pgbg_private.handle_json('describe', pid, cookie)::text) AS t(position int4, name text, type_oid oid)
+    LEFT JOIN pg_type ty ON ty.oid = t.type_oid;
   RETURN format('SELECT * FROM @dblink@.dblink(%L, %L) AS t(%s)', c, pgbg_private.handle_json('result', pid, cookie)::text, coldefs);
 END $$;
 
@@ -121,7 +132,7 @@ REVOKE ALL ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_ba
   @schema@.pg_background_cancel_v2(int4, int8), @schema@.pg_background_cancel_v2_grace(int4, int8, int4) FROM PUBLIC;
 REVOKE ALL ON TYPE @schema@.pg_background_handle FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
-GRANT EXECUTE ON FUNCTION pgbg_private.caller_settings(), pgbg_private.launch(text, text, int4, text, json, text),
+GRANT EXECUTE ON FUNCTION pgbg_private.caller_settings(), pgbg_private.ms(text), pgbg_private.launch(text, text, int4, text, json, text),
   pgbg_private.request(json), pgbg_private.handle_json(text, int4, int8) TO pgbackground_role;
 GRANT EXECUTE ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_background_launch_v2(text, int4),
   @schema@.pg_background_submit_v2(text, int4), @schema@.pg_background_result(int4), @schema@.pg_background_result_v2(int4, int8),
