@@ -33,7 +33,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2]);
+    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2, 3]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -154,6 +154,50 @@ describe('SQL API wrappers', () => {
       await assert.rejects(caller.query('SELECT * FROM pg_background_result($1) AS (tag text)', [pid]), { code: '40P01' });
     } finally {
       await caller.query('ROLLBACK');
+    }
+  });
+
+  test('pg_background_progress from the worker is read by get_progress_v2 while it runs; outside a worker it is 0A000', async () => {
+    await assert.rejects(caller.query('SELECT pg_background_progress(10)'), {
+      code: '0A000', message: 'pg_background_progress can only be called from a background worker',
+    });
+    await caller.query('SET client_min_messages = error'); // copied to the worker; the progress notice must still get through
+    try {
+      const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT pg_background_progress(150, ''almost''); SELECT pg_sleep(1)')")).rows[0];
+      const before = (await caller.query('SELECT * FROM pg_background_get_progress_v2($1, $2)', [h.pid, h.cookie])).rows[0];
+      let p = before;
+      for (let i = 0; i < 40 && p.progress_pct === null; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        p = (await caller.query('SELECT * FROM pg_background_get_progress_v2($1, $2)', [h.pid, h.cookie])).rows[0];
+      }
+      assert.deepEqual(p, { progress_pct: 100, progress_msg: 'almost' });
+      await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+    } finally {
+      await caller.query('RESET client_min_messages');
+    }
+  });
+
+  test('grant helpers quote identifiers: injection attempts fail harmlessly', async () => {
+    const notices: string[] = [];
+    const onNotice = (n: { message?: string }) => notices.push(n.message ?? '');
+    caller.on('notice', onNotice);
+    try {
+      const r = await caller.query(`SELECT grant_pg_background_privileges('x; DROP TABLE log; --', true) AS ok`);
+      assert.equal(r.rows[0].ok, false);
+      assert.ok(notices.some((m) => /Error granting pg_background privileges/.test(m)));
+      assert.equal((await caller.query("SELECT to_regclass('log') IS NOT NULL AS here")).rows[0].here, true);
+      const role = await createLoginRole('pgbg_grant');
+      try {
+        assert.equal((await caller.query('SELECT grant_pg_background_privileges($1, true) AS ok', [role.name])).rows[0].ok, true);
+        assert.ok(notices.includes(`GRANT pgbackground_role TO ${role.name}`));
+        assert.equal((await caller.query("SELECT pg_has_role($1, 'pgbackground_role', 'MEMBER') AS m", [role.name])).rows[0].m, true);
+        assert.equal((await caller.query('SELECT revoke_pg_background_privileges($1) AS ok', [role.name])).rows[0].ok, true);
+        assert.equal((await caller.query("SELECT pg_has_role($1, 'pgbackground_role', 'MEMBER') AS m", [role.name])).rows[0].m, false);
+      } finally {
+        await withClient(serverUrl(), (c) => c.query(`DROP ROLE ${role.name}`));
+      }
+    } finally {
+      caller.off('notice', onNotice);
     }
   });
 
