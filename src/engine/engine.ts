@@ -140,6 +140,12 @@ export class Engine {
     }
   }
 
+  /** True when `role` has the privileges of the role with OID `ownerOid` (pg_has_role … USAGE). */
+  async hasPrivilegesOf(login: Login, role: string, ownerOid: number): Promise<boolean> {
+    const r = await this.#control(login, `SELECT pg_catalog.pg_has_role(${pg.escapeLiteral(role)}, ${Number(ownerOid)}::oid, 'USAGE') AS ok`);
+    return r.rows[0]?.ok === true;
+  }
+
   async #terminate(entry: Entry): Promise<void> {
     const pid = entry.job.pid;
     this.logger.debug({ pid }, 'job terminate');

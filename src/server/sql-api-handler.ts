@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { errors, PgbgError, SqlState } from '../engine/errors.js';
 import type { Session } from '../engine/session.js';
 import type { HandleRef } from '../engine/types.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
@@ -63,6 +63,19 @@ export class SqlApiHandler implements WireHandler {
     return this.#sessions.size;
   }
 
+  /** A caller whose current role lacks the owner role's privileges may not touch its worker. */
+  async #checkOwner(session: Session, pid: number, role: string): Promise<void> {
+    let entry;
+    try {
+      entry = session.entry({ pid });
+    } catch {
+      return; // unknown or consumed handles get their own errors from the operation
+    }
+    const owner = entry.context.roleOid;
+    if (owner === undefined) return;
+    if (!(await this.engine.hasPrivilegesOf(entry.login, role, owner))) throw errors.permissionDenied(pid);
+  }
+
   #hello(req: Extract<Request, { op: 'hello' }>, conn: WireConnection): WireResult {
     if (conn.state.has('bound')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
     const key = `${conn.database}\u0000${req.backend_pid}\u0000${req.backend_start}`;
@@ -85,6 +98,7 @@ export class SqlApiHandler implements WireHandler {
   async #dispatch(req: Exclude<Request, { op: 'hello' }>, bound: Bound): Promise<WireResult> {
     const session = bound.session;
     if ('max_workers' in req) applySettings(session, req);
+    if ('pid' in req && req.role !== undefined) await this.#checkOwner(session, req.pid, req.role);
     switch (req.op) {
       case 'launch':
       case 'submit': {

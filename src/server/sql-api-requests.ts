@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { PgbgError, SqlState } from '../engine/errors.js';
 
-const handle = { pid: z.number().int(), cookie: z.string().regex(/^-?\d{1,19}$/).optional() };
+const handle = { pid: z.number().int(), cookie: z.string().regex(/^-?\d{1,19}$/).optional(), role: z.string().optional() };
 const gucs = {
   max_workers: z.number().int().min(1).max(1000).optional(),
   default_queue_size: z.number().int().optional(),

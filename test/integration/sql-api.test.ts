@@ -111,9 +111,23 @@ describe('SQL API wrappers', () => {
         const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
         assert.deepEqual(r.rows, [{ who: member.name }]);
       });
+      // A handle launched under a role the caller's current role lacks the privileges of: 42501.
+      // (grant the member a role that can use pgbg, but not with the member's privileges)
+      await withClient(serverUrl(), (c) => c.query(`GRANT pgbackground_role TO ${outsider.name}; GRANT ${outsider.name} TO ${member.name}`));
+      await withClient(urlFor(db.name, member), async (c) => {
+        const h = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
+        await c.query(`SET ROLE ${outsider.name}`);
+        await assert.rejects(c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie]), {
+          code: '42501', message: `permission denied for background worker with PID "${h.pid}"`,
+        });
+        await c.query('RESET ROLE');
+        assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 1 }]);
+      });
     } finally {
       await withClient(serverUrl(), async (c) => {
         await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}, ${member.name}`);
+        await c.query(`REVOKE ${outsider.name} FROM ${member.name}`);
+        await c.query(`REVOKE pgbackground_role FROM ${outsider.name}`);
         await c.query(`DROP ROLE ${outsider.name}`);
         await c.query(`REVOKE pgbackground_role FROM ${member.name}`);
         await c.query(`DROP ROLE ${member.name}`);

@@ -61,10 +61,15 @@ BEGIN
   RETURN @dblink@.dblink_exec(pgbg_private.conn(), req::text);
 END $$;
 
+-- The caller's effective role (SECURITY DEFINER changes current_user, not the role setting).
+CREATE FUNCTION pgbg_private.caller_role() RETURNS pg_catalog.name
+LANGUAGE sql STABLE AS $$ SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user::text)::name $$;
+
+-- A handle request; it names the caller's role so the server can refuse another role's workers (42501).
 CREATE FUNCTION pgbg_private.handle_json(op text, pid int4, cookie int8) RETURNS pg_catalog.json
-LANGUAGE sql IMMUTABLE AS $$
-  SELECT CASE WHEN cookie IS NULL THEN json_build_object('op', op, 'pid', pid)
-              ELSE json_build_object('op', op, 'pid', pid, 'cookie', cookie::text) END
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN cookie IS NULL THEN json_build_object('op', op, 'pid', pid, 'role', pgbg_private.caller_role())
+              ELSE json_build_object('op', op, 'pid', pid, 'cookie', cookie::text, 'role', pgbg_private.caller_role()) END
 $$;
 
 -- Results: describe the worker's columns, then relay its rows typed as the worker typed them.
@@ -116,7 +121,8 @@ CREATE FUNCTION @schema@.pg_background_cancel_v2(pid int4, cookie int8) RETURNS 
 LANGUAGE sql AS $$ SELECT pgbg_private.request(pgbg_private.handle_json('cancel', pid, cookie)); $$;
 CREATE FUNCTION @schema@.pg_background_cancel_v2_grace(pid int4, cookie int8, grace_ms int4) RETURNS void
 LANGUAGE sql AS $$
-  SELECT pgbg_private.request(json_build_object('op', 'cancel', 'pid', pid, 'cookie', cookie::text, 'grace_ms', grace_ms));
+  SELECT pgbg_private.request(json_build_object('op', 'cancel', 'pid', pid, 'cookie', cookie::text, 'grace_ms', grace_ms,
+    'role', pgbg_private.caller_role()));
 $$;
 
 -- No ambient access: everything is revoked from PUBLIC; pgbackground_role is how access is granted.
@@ -132,7 +138,7 @@ REVOKE ALL ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_ba
   @schema@.pg_background_cancel_v2(int4, int8), @schema@.pg_background_cancel_v2_grace(int4, int8, int4) FROM PUBLIC;
 REVOKE ALL ON TYPE @schema@.pg_background_handle FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
-GRANT EXECUTE ON FUNCTION pgbg_private.caller_settings(), pgbg_private.ms(text), pgbg_private.launch(text, text, int4, text, json, text),
+GRANT EXECUTE ON FUNCTION pgbg_private.caller_settings(), pgbg_private.ms(text), pgbg_private.caller_role(), pgbg_private.launch(text, text, int4, text, json, text),
   pgbg_private.request(json), pgbg_private.handle_json(text, int4, int8) TO pgbackground_role;
 GRANT EXECUTE ON FUNCTION @schema@.pg_background_launch(text, int4), @schema@.pg_background_launch_v2(text, int4),
   @schema@.pg_background_submit_v2(text, int4), @schema@.pg_background_result(int4), @schema@.pg_background_result_v2(int4, int8),

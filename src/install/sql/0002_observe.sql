@@ -3,10 +3,6 @@ CREATE TYPE @schema@.pg_background_stats AS (
   workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8,
   workers_canceled pg_catalog.int8, workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
 
--- The caller's effective role (SECURITY DEFINER hides current_user, not the role setting).
-CREATE FUNCTION pgbg_private.caller_role() RETURNS pg_catalog.name
-LANGUAGE sql STABLE AS $$ SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user::text)::name $$;
-
 CREATE FUNCTION @schema@.pg_background_list_v2() RETURNS SETOF record
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
@@ -27,10 +23,11 @@ $$;
 CREATE FUNCTION @schema@.pg_background_wait_v2_timeout(pid int4, cookie int8, timeout_ms int4) RETURNS bool
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
   SELECT t.finished FROM @dblink@.dblink(pgbg_private.conn(),
-      json_build_object('op', 'wait_timeout', 'pid', pid, 'cookie', cookie::text, 'timeout_ms', timeout_ms)::text) AS t(finished bool)
+      json_build_object('op', 'wait_timeout', 'pid', pid, 'cookie', cookie::text, 'timeout_ms', timeout_ms,
+        'role', pgbg_private.caller_role())::text) AS t(finished bool)
 $$;
 
-REVOKE ALL ON FUNCTION pgbg_private.caller_role(), @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(),
+REVOKE ALL ON FUNCTION @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(),
   @schema@.pg_background_wait_v2_timeout(int4, int8, int4) FROM PUBLIC;
 REVOKE ALL ON TYPE @schema@.pg_background_stats FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(),
