@@ -22,6 +22,12 @@ export interface EmbeddedServerOptions {
   password?: string;
   /** Where PostgreSQL's own log lines go. @default discarded */
   onLog?: (line: string) => void;
+  /**
+   * Trust logins on the Unix socket: its folder is private (0700, the server's
+   * OS user and root only), so only the pgbg server reaches it — how workers log
+   * in as any caller's role without storing passwords. @default false
+   */
+  trustLocalSocket?: boolean;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
 }
@@ -72,6 +78,12 @@ async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+async function trustLocalLogins(hbaFile: string): Promise<void> {
+  const lines = (await readFile(hbaFile, 'utf8')).split('\n');
+  const rewritten = lines.map((l) => (/^local\s/.test(l) ? l.replace(/\S+\s*$/, 'trust') : l));
+  await writeFile(hbaFile, rewritten.join('\n'));
 }
 
 /** A random superuser password, kept next to the data directory so later runs can log in. */
@@ -130,7 +142,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     const ids = postgresUserIds();
     if (ids) await chown(socketDir, ids.uid, ids.gid);
   }
-  // The extension folder must be writable by us for `CREATE EXTENSION pg_background`.
+  if (options.trustLocalSocket) await trustLocalLogins(path.join(dataDir, 'pg_hba.conf'));
   const extensionDir = await embeddedExtensionDir();
   await pg.start();
   return {
