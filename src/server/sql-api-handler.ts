@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import { errors, PgbgError, SqlState } from '../engine/errors.js';
 import type { Session } from '../engine/session.js';
-import type { HandleRef } from '../engine/types.js';
+import type { HandleRef, Notice } from '../engine/types.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { parseRequest, type Request } from './sql-api-requests.js';
 
@@ -21,6 +21,11 @@ interface Bound {
   session: Session;
   /** The caller's backend pid: lets the engine detect a caller waiting on its own lock. */
   backendPid: number;
+  /**
+   * Notices of results already relayed, by pid, until the wrapper fetches them:
+   * dblink does not pass remote notices on, so the wrapper re-raises them.
+   */
+  notices: Map<number, Notice[]>;
 }
 
 const INT4 = 23;
@@ -91,7 +96,7 @@ export class SqlApiHandler implements WireHandler {
       this.#sessions.set(key, entry);
     }
     entry.connections++;
-    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid } satisfies Bound);
+    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid, notices: new Map() } satisfies Bound);
     return { commandTag: 'HELLO' };
   }
 
@@ -119,7 +124,17 @@ export class SqlApiHandler implements WireHandler {
       }
       case 'result': {
         const raw = await session.rawResult(ref(req));
+        bound.notices.set(req.pid, raw.notices);
         return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rows: raw.rows, commandTag: 'SELECT' };
+      }
+      case 'notices': {
+        const notices = bound.notices.get(req.pid) ?? [];
+        bound.notices.delete(req.pid);
+        return rows(
+          [['severity', TEXT], ['message', TEXT], ['detail', TEXT], ['hint', TEXT]],
+          notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
+          'SELECT',
+        );
       }
       case 'detach':
         session.detach(ref(req));

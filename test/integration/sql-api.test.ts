@@ -33,7 +33,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2, 3]);
+    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2, 3, 4]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -210,6 +210,21 @@ describe('SQL API wrappers', () => {
       } finally {
         await withClient(serverUrl(), (c) => c.query(`DROP ROLE ${role.name}`));
       }
+    } finally {
+      caller.off('notice', onNotice);
+    }
+  });
+
+  test('worker notices and warnings reach the caller with their detail', async () => {
+    const seen: { message?: string; severity?: string; detail?: string }[] = [];
+    const onNotice = (n: { message?: string; severity?: string; detail?: string }) => seen.push(n);
+    caller.on('notice', onNotice);
+    try {
+      const sql = "DO $$ BEGIN RAISE NOTICE 'from the worker' USING DETAIL = 'd1'; RAISE WARNING 'careful'; END $$";
+      const r = await caller.query('SELECT * FROM pg_background_result(pg_background_launch($1)) AS (tag text)', [sql]);
+      assert.deepEqual(r.rows, [{ tag: 'DO' }]);
+      assert.ok(seen.some((n) => n.message === 'from the worker' && n.detail === 'd1' && n.severity === 'NOTICE'));
+      assert.ok(seen.some((n) => n.message === 'careful' && n.severity === 'WARNING'));
     } finally {
       caller.off('notice', onNotice);
     }
