@@ -230,6 +230,60 @@ describe('SQL API wrappers', () => {
     }
   });
 
+  test('from DO blocks and triggers: the autonomous audit row survives the rollback', async () => {
+    await caller.query(`CREATE TABLE orders (id int);
+      CREATE FUNCTION audit_order() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_background_detach(pg_background_launch(format('INSERT INTO log VALUES (%L)', 'order ' || NEW.id))); RETURN NEW; END $$;
+      CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order();`);
+    await caller.query('BEGIN');
+    try {
+      await caller.query('INSERT INTO orders VALUES (7)');
+      await caller.query(`DO $$ BEGIN PERFORM pg_background_detach(pg_background_launch('INSERT INTO log VALUES (''from do'')')); END $$`);
+    } finally {
+      await caller.query('ROLLBACK');
+    }
+    assert.ok(await engine.drain(10_000));
+    const r = await caller.query("SELECT msg FROM log WHERE msg IN ('order 7', 'from do') ORDER BY msg");
+    assert.deepEqual(r.rows.map((x) => x.msg), ['from do', 'order 7']);
+    assert.equal((await caller.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 0);
+  });
+
+  test('NOTIFY from a detached worker is delivered when it commits', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      await listener.query('LISTEN pgbg_done');
+      const got = new Promise<string | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), 10_000);
+        listener.once('notification', (n) => {
+          clearTimeout(timer);
+          resolve(n.payload);
+        });
+      });
+      await caller.query("SELECT pg_background_detach(pg_background_launch('SELECT pg_sleep(0.2); NOTIFY pgbg_done, ''finished'''))");
+      assert.equal(await got, 'finished');
+    } finally {
+      await listener.end();
+    }
+  });
+
+  test('a hand-made dblink call without the secret is refused; the secret is not readable', async () => {
+    const forged = connstr.replace(secret, 'guessed-secret');
+    await assert.rejects(caller.query('SELECT dblink_connect($1, $2)', ['forged', forged]), { code: '08001' });
+    const member = await createLoginRole('pgbg_forge');
+    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${member.name}; GRANT pgbackground_role TO ${member.name}`));
+    try {
+      await withClient(urlFor(db.name, member), async (c) => {
+        await assert.rejects(c.query('SELECT connstr FROM pgbg_private.server'), { code: '42501' });
+      });
+    } finally {
+      await withClient(serverUrl(), async (c) => {
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${member.name}; REVOKE pgbackground_role FROM ${member.name}`);
+        await c.query(`DROP ROLE ${member.name}`);
+      });
+    }
+  });
+
   test('the worker runs with the caller\'s settings', async () => {
     await caller.query("SET TimeZone = 'Asia/Tokyo'");
     const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_setting(''TimeZone'')')) AS (tz text)");
