@@ -1,5 +1,6 @@
 /** pgbg: background SQL for PostgreSQL — the engine as a library. */
-export { Engine, type EngineOptions, type SessionOptions } from './engine/engine.js';
+export { Engine, type EngineOptions, type SessionOptions, type ShutdownReport } from './engine/engine.js';
+export type { JobObserver, JobRecord } from './engine/observer.js';
 export { Session } from './engine/session.js';
 export { PgbgError, WorkerError, SqlState } from './engine/errors.js';
 export type {

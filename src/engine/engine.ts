@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { CookieIssuer } from './cookie.js';
 import { Session, type Entry } from './session.js';
 import type { SessionSettings } from './types.js';
+import { jobRecord, type JobObserver, type JobRecord } from './observer.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import { loadClassifier } from '../sql/classify.js';
 import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
@@ -17,6 +18,16 @@ export interface EngineOptions {
   pool?: PoolOptions;
   /** A pino logger; the debug level traces each job (launch, start, end, cancel, reset). @default silent */
   logger?: Logger;
+  /** Told of each job's start and end (the server's journal). */
+  observer?: JobObserver;
+}
+
+/** What a shutdown did with the jobs that were running when it began. */
+export interface ShutdownReport {
+  /** Jobs that finished within the grace period. */
+  finished: number;
+  /** Jobs still running at the deadline, canceled. */
+  canceled: JobRecord[];
 }
 
 export interface SessionOptions {
@@ -37,6 +48,7 @@ export class Engine {
   readonly logger: Logger;
   readonly pool: WorkerPool;
   readonly cookies = new CookieIssuer();
+  readonly observer: JobObserver | undefined;
   readonly #sessions = new Set<Session>();
   readonly #running = new Set<Entry>();
   /**
@@ -44,11 +56,12 @@ export class Engine {
    * pool's caps, so a full pool cannot keep a cancel or a deadlock check from running.
    */
   readonly #monitors = new Map<string, Promise<pg.Client>>();
-  #closing: Promise<void> | undefined;
+  #closing: Promise<ShutdownReport> | undefined;
 
   constructor(options: EngineOptions = {}) {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.pool = new WorkerPool(options.pool ?? {}, this.logger);
+    this.observer = options.observer;
   }
 
   /** Loads the SQL parser; launches await it on their own. */
@@ -79,7 +92,7 @@ export class Engine {
    * running jobs get up to `graceMs` to finish and are then canceled, and the
    * pool closes. Idempotent: every call shares one shutdown.
    */
-  close(options: { graceMs?: number } = {}): Promise<void> {
+  close(options: { graceMs?: number } = {}): Promise<ShutdownReport> {
     this.#closing ??= this.#shutdown(options.graceMs ?? 30_000);
     return this.#closing;
   }
@@ -95,12 +108,20 @@ export class Engine {
 
   // ---- used by sessions and job execution ----
 
-  jobStarted(entry: Entry): void {
+  /** Resolves once the observer has the start on record. */
+  async jobStarted(entry: Entry): Promise<void> {
     this.#running.add(entry);
+    if (!this.observer) return;
+    try {
+      await this.observer.started(jobRecord(entry));
+    } catch (err) {
+      this.logger.error({ pid: entry.job.pid, err: (err as Error).message }, 'job observer failed to record a start');
+    }
   }
 
   jobEnded(entry: Entry): void {
     this.#running.delete(entry);
+    this.observer?.ended(jobRecord(entry));
   }
 
   forgetSession(session: Session): void {
@@ -170,17 +191,21 @@ export class Engine {
     return (await monitor).query(sql);
   }
 
-  async #shutdown(graceMs: number): Promise<void> {
+  async #shutdown(graceMs: number): Promise<ShutdownReport> {
     for (const s of [...this.#sessions]) s.close();
+    const runningAtStart = this.#running.size;
+    const canceled: JobRecord[] = [];
     if (!(await this.drain(graceMs))) {
       const left = [...this.#running];
       this.logger.warn({ jobs: left.map((e) => e.job.pid) }, 'jobs still running at shutdown: canceling them');
       await Promise.all(left.map((e) => this.cancelJob(e, 0).catch(() => undefined)));
+      canceled.push(...left.map(jobRecord));
     }
     await this.pool.close();
     const monitors = [...this.#monitors.values()];
     this.#monitors.clear();
     await Promise.all(monitors.map((m) => m.then((c) => c.end()).catch(() => undefined)));
+    return { finished: runningAtStart - canceled.length, canceled };
   }
 }
 

@@ -26,6 +26,8 @@ interface Bound {
    * dblink does not pass remote notices on, so the wrapper re-raises them.
    */
   notices: Map<number, Notice[]>;
+  /** How many of a job's notices a wait already re-raised, by pid: its result does not repeat them. */
+  noticesRaised: Map<number, number>;
 }
 
 const INT4 = 23;
@@ -96,7 +98,7 @@ export class SqlApiHandler implements WireHandler {
       this.#sessions.set(key, entry);
     }
     entry.connections++;
-    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid, notices: new Map() } satisfies Bound);
+    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid, notices: new Map(), noticesRaised: new Map() } satisfies Bound);
     return { commandTag: 'HELLO' };
   }
 
@@ -124,7 +126,8 @@ export class SqlApiHandler implements WireHandler {
       }
       case 'result': {
         const raw = await session.rawResult(ref(req));
-        bound.notices.set(req.pid, raw.notices);
+        bound.notices.set(req.pid, raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0));
+        bound.noticesRaised.delete(req.pid);
         return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rows: raw.rows, commandTag: 'SELECT' };
       }
       case 'notices': {
@@ -138,13 +141,18 @@ export class SqlApiHandler implements WireHandler {
       }
       case 'detach':
         session.detach(ref(req));
+        bound.noticesRaised.delete(req.pid);
         return { commandTag: 'DETACH' };
       case 'cancel':
         await session.cancel(ref(req), { graceMs: req.grace_ms });
         return { commandTag: 'CANCEL' };
-      case 'wait':
+      case 'wait': {
         await session.wait(ref(req));
+        const all = session.entry(ref(req)).job.notices;
+        bound.notices.set(req.pid, all.slice(bound.noticesRaised.get(req.pid) ?? 0));
+        bound.noticesRaised.set(req.pid, all.length);
         return { commandTag: 'WAIT' };
+      }
       case 'wait_timeout':
         return one([['finished', BOOL]], [(await session.waitTimeout(ref(req), req.timeout_ms)) ? 't' : 'f']);
       case 'progress': {

@@ -30,10 +30,10 @@ describe('SQL API wrappers', () => {
     // An explicit credentials mapping: one login per role, never a fallback to another.
     const handler = new SqlApiHandler(engine, (_d, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined));
     server = await startWireServer({ handler, logger: testLogger(), authenticate: (u) => (u === 'pgbg' ? { password: secret } : undefined) });
-    connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
+    connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual(await install(caller, { serverConnstr: connstr }), [1, 2, 3]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -44,7 +44,7 @@ describe('SQL API wrappers', () => {
   });
 
   test('re-running install is a no-op', async () => {
-    assert.deepEqual(await install(caller, { serverConnstr: connstr }), []);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, []);
   });
 
   test('v1: SELECT * FROM pg_background_result(pg_background_launch(...)) AS (x int)', async () => {
@@ -228,6 +228,27 @@ describe('SQL API wrappers', () => {
     } finally {
       caller.off('notice', onNotice);
     }
+  });
+
+  test('wait_v2 re-raises the worker\'s notices; the later result does not repeat them', async () => {
+    const seen: string[] = [];
+    const onNotice = (n: { message?: string }) => seen.push(n.message ?? '');
+    caller.on('notice', onNotice);
+    try {
+      const h = (await caller.query("SELECT * FROM pg_background_launch_v2($1)", ["DO $$ BEGIN RAISE NOTICE 'waited on'; END $$"])).rows[0];
+      await caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]);
+      assert.deepEqual(seen, ['waited on']);
+      const r = await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (tag text)', [h.pid, h.cookie]);
+      assert.deepEqual(r.rows, [{ tag: 'DO' }]);
+      assert.deepEqual(seen, ['waited on']);
+    } finally {
+      caller.off('notice', onNotice);
+    }
+  });
+
+  test('workers run in the caller\'s database, whatever the stored connection string names', async () => {
+    const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_database()')) AS (d name)");
+    assert.deepEqual(r.rows, [{ d: db.name }]);
   });
 
   test('from DO blocks and triggers: the autonomous audit row survives the rollback', async () => {
