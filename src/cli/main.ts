@@ -1,24 +1,66 @@
 #!/usr/bin/env node
 /** The `pgbg` command line. */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { installCommand, uninstallCommand } from './install.js';
 import { serve } from './serve.js';
 
 const program = new Command('pgbg').description('background SQL for PostgreSQL');
 
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 1 to 65535');
+  return n;
+}
+
+function milliseconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('milliseconds: a whole number, 0 or more');
+  return n;
+}
+
 program
   .command('serve')
-  .description('run the pgbg server (with --embedded: also an embedded PostgreSQL with the SQL API installed)')
-  .option('--embedded', 'start an embedded PostgreSQL', false)
-  .option('--port <n>', 'PostgreSQL port (default: $PGPORT, else a free one)', (v) => Number(v))
+  .description('run the pgbg server for a PostgreSQL (--database URL), or for an embedded one (--embedded)')
+  .option('--embedded', 'start an embedded PostgreSQL with the SQL API installed', false)
+  .option('--database <url>', 'the PostgreSQL to serve: a login that may create the journal schema (pgbg_server)')
+  .option('--port <n>', 'embedded PostgreSQL port (default: $PGPORT, else a free one)', portNumber)
+  .option('--api-port <n>', 'SQL API endpoint port (default: the one in the data folder, else a free one)', portNumber)
+  .option('--listen <host>', 'address the SQL API endpoint listens on', '127.0.0.1')
+  .option('--api-host <host>', 'address the database reaches the endpoint at', '127.0.0.1')
+  .option('--pgpass <file>', 'worker passwords in pgpass format (host:port:database:user:password)')
+  .option('--passwords <file>', 'worker passwords as JSON {"role": "password"}')
+  .option('--trust-socket <dir>', 'a Unix socket directory where worker logins need no password')
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
+  .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--log-level <level>', 'pino log level', 'info')
-  .addHelpText('after', '\nExample:\n  pgbg serve --embedded --port 54329\n')
-  .action(async (o: { embedded: boolean; port?: number; data: string; logLevel: string }) => {
-    const port = o.port ?? (process.env.PGPORT ? Number(process.env.PGPORT) : undefined);
-    await serve({ embedded: o.embedded, data: o.data, logLevel: o.logLevel, ...(port ? { port } : {}) });
+  .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
+  .action(async (o: {
+    embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
+    pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
+  }) => {
+    const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
+    await serve({ ...o, port });
   });
 
+program
+  .command('install')
+  .description('install (or upgrade) the SQL API in a database; re-running is a no-op')
+  .requiredOption('--database <url>', 'the database, as a login that may create functions there (and dblink if missing)')
+  .option('--schema <name>', 'schema for the API functions and types', 'public')
+  .option('--data <dir>', 'the server\'s data folder (holds its port and secret)', '.pgbg')
+  .option('--api-host <host>', 'address the database reaches the pgbg server at', '127.0.0.1')
+  .option('--api-port <n>', 'port of the pgbg server (default: the one in the data folder, else a free one)', portNumber)
+  .action(async (o: { database: string; schema: string; data: string; apiHost: string; apiPort?: number }) => installCommand(o));
+
+program
+  .command('uninstall')
+  .description('remove the SQL API from a database (dblink stays)')
+  .requiredOption('--database <url>', 'the database')
+  .option('--drop-role', 'also drop pgbackground_role (shared by all databases of the server)', false)
+  .action(async (o: { database: string; dropRole: boolean }) => uninstallCommand(o));
+
 program.parseAsync().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
+  const code = (err as { code?: unknown }).code;
+  console.error(`pgbg: ${err instanceof Error ? err.message : String(err)}${typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`);
   process.exit(1);
 });

@@ -1,58 +1,142 @@
 /**
- * `pgbg serve --embedded`: an embedded PostgreSQL (with dblink), the SQL API
- * installed in its `postgres` database, and the pgbg server that the API
- * reaches through dblink. Workers log in over the server's private Unix socket
- * (trust), as each caller's own role.
+ * `pgbg serve`: the pgbg server, for an existing PostgreSQL (`--database URL`)
+ * or for an embedded one (`--embedded`: PostgreSQL with dblink in `--data`,
+ * the SQL API installed in its `postgres` database and packaged for
+ * `CREATE EXTENSION pg_background`; workers log in over its private Unix
+ * socket, as each caller's own role).
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
-import { pino } from 'pino';
-import { Engine } from '../engine/engine.js';
-import { startEmbeddedPostgres } from '../embedded/postgres.js';
-import { install } from '../install/install.js';
-import { SqlApiHandler } from '../server/sql-api-handler.js';
-import { startWireServer } from '../server/wire.js';
+import { parse as parseConnstr } from 'pg-connection-string';
+import { pino, type Logger } from 'pino';
+import { serverFileOwner, startEmbeddedPostgres, type EmbeddedServer } from '../embedded/postgres.js';
+import { writeExtension } from '../install/extension.js';
+import { install, setServer } from '../install/install.js';
+import { loadCredentials } from '../server/credentials.js';
+import { apiConnstr, loadIdentity } from '../server/identity.js';
+import { startServer, type RunningServer } from '../server/server.js';
 
 export interface ServeOptions {
   embedded: boolean;
-  port?: number;
+  /** The PostgreSQL to serve (not with --embedded). */
+  database?: string | undefined;
+  /** Embedded PostgreSQL port. */
+  port?: number | undefined;
+  /** Port of the SQL API endpoint; stored in the data folder. */
+  apiPort?: number | undefined;
+  /** Address the SQL API endpoint listens on. */
+  listen: string;
+  /** Address the database uses to reach the endpoint (stored in the installed API). */
+  apiHost: string;
   data: string;
+  pgpass?: string | undefined;
+  passwords?: string | undefined;
+  trustSocket?: string | undefined;
+  graceMs: number;
   logLevel: string;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
-  if (!options.embedded) throw new Error('only --embedded is available yet: see the README');
   const logger = pino({ level: options.logLevel }, pino.destination(2));
-  const db = await startEmbeddedPostgres({ dataDir: path.join(options.data, 'pg'), port: options.port ?? 0, trustLocalSocket: true });
-  const engine = new Engine({ logger });
-  const handler = new SqlApiHandler(engine, (database, user) => ({ host: db.socketDir, port: db.port, user, database }));
-  const secret = randomBytes(24).toString('base64url');
-  const wire = await startWireServer({ handler, logger, authenticate: (user) => (user === 'pgbg' ? { password: secret } : undefined) });
-  const admin = new pg.Client({ connectionString: db.url('postgres') });
-  await admin.connect();
-  try {
-    await install(admin, { serverConnstr: `host=127.0.0.1 port=${wire.port} user=pgbg password=${secret} dbname=postgres` });
-  } finally {
-    await admin.end();
+  const identity = await loadIdentity(options.data, options.apiPort);
+  const connstr = apiConnstr(options.apiHost, identity);
+  let embedded: EmbeddedServer | undefined;
+  let adminUrl: string;
+  let credentials;
+  if (options.embedded) {
+    embedded = await startEmbeddedPostgres({ dataDir: path.join(options.data, 'pg'), port: options.port ?? 0, trustLocalSocket: true });
+    adminUrl = embedded.url('postgres');
+    credentials = loadCredentials({ host: embedded.host, port: embedded.port, trustSocketDir: embedded.socketDir, pgpassFile: options.pgpass, passwordsFile: options.passwords });
+    await writeExtension(embedded.extensionDir, connstr, serverFileOwner());
+  } else {
+    if (!options.database) throw new Error('give --database URL (the PostgreSQL to serve) or --embedded');
+    if (!options.pgpass && !options.passwords && !options.trustSocket) {
+      throw new Error('no credentials for worker logins: give --pgpass FILE, --passwords FILE or --trust-socket DIR (see the README)');
+    }
+    adminUrl = options.database;
+    const target = parseConnstr(adminUrl);
+    credentials = loadCredentials({
+      host: target.host ?? '127.0.0.1', port: Number(target.port ?? 5432),
+      trustSocketDir: options.trustSocket, pgpassFile: options.pgpass, passwordsFile: options.passwords,
+    });
   }
-  const shown = new URL(db.url('postgres'));
-  shown.password = '';
-  process.stdout.write(`ready: ${shown.toString().replace(':@', '@')}\n`);
-  const passwordFile = `${path.resolve(options.data, 'pg')}.password`;
-  process.stdout.write(`  the password is in ${passwordFile}; try:\n`);
-  process.stdout.write(`  PGPASSWORD=$(cat ${passwordFile}) psql "${shown.toString().replace(':@', '@')}" -c "SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)"\n`);
 
-  let stopping: Promise<void> | undefined;
+  let server: RunningServer;
+  try {
+    await prepareDatabases(adminUrl, connstr, options.embedded, logger);
+    server = await startServer({ journalDatabase: adminUrl, credentials, identity, host: options.listen, logger });
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+
+  const shown = new URL(adminUrl);
+  shown.password = '';
+  const url = shown.toString().replace(':@', '@');
+  process.stdout.write(`ready: ${url}\n`);
+  if (embedded) {
+    const passwordFile = `${path.resolve(options.data, 'pg')}.password`;
+    process.stdout.write(`  the password is in ${passwordFile}; try:\n`);
+    process.stdout.write(`  PGPASSWORD=$(cat ${passwordFile}) psql "${url}" -c "SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)"\n`);
+  } else {
+    process.stdout.write(`  the SQL API endpoint listens on ${server.host}:${server.port}\n`);
+  }
+  if (server.lost.length > 0) {
+    process.stdout.write(`  ${server.lost.length} job(s) of an earlier run were lost (the server stopped before they ended): see pgbg_server.jobs WHERE state = 'lost'\n`);
+  }
+
+  let stopping = false;
   const stop = () => {
-    stopping ??= (async () => {
-      logger.info('stopping: letting running jobs finish (30 s at most)');
-      await wire.close();
-      await engine.close({ graceMs: 30_000 });
-      await db.stop();
+    if (stopping) return;
+    stopping = true;
+    logger.info({ graceMs: options.graceMs }, 'stopping: no new requests; letting running jobs finish');
+    void (async () => {
+      const report = await server.stop(options.graceMs);
+      process.stdout.write(`stopped: ${report.finished} running job(s) finished, ${report.canceled.length} canceled at the deadline\n`);
+      await embedded?.stop();
       process.exit(0);
-    })();
+    })().catch((err: unknown) => {
+      logger.error({ err: (err as Error).message }, 'unclean stop');
+      process.exit(1);
+    });
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/**
+ * Embedded: installs (or upgrades) the API in `postgres`. Both modes point every
+ * database that has the API at this server's current address and secret.
+ */
+async function prepareDatabases(adminUrl: string, connstr: string, installHere: boolean, logger: Logger): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  let others: string[];
+  try {
+    if (installHere) {
+      const { applied } = await install(admin, { serverConnstr: connstr });
+      if (applied.length > 0) logger.info({ applied }, 'SQL API installed');
+    } else {
+      await setServer(admin, connstr);
+    }
+    const { rows } = await admin.query<{ datname: string }>(
+      'SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate AND datname <> current_database() AND has_database_privilege(datname, \'CONNECT\')',
+    );
+    others = rows.map((r) => r.datname);
+  } finally {
+    await admin.end();
+  }
+  for (const datname of others) {
+    const u = new URL(adminUrl);
+    u.pathname = `/${encodeURIComponent(datname)}`;
+    const c = new pg.Client({ connectionString: u.toString() });
+    try {
+      await c.connect();
+      if (await setServer(c, connstr)) logger.info({ database: datname }, 'SQL API pointed at this server');
+    } catch (err) {
+      logger.warn({ database: datname, err: (err as Error).message }, 'could not check this database for the SQL API');
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
 }

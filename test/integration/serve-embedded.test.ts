@@ -1,52 +1,135 @@
 /**
  * `npm start` (= pgbg serve --embedded) as a user runs it: a subprocess that
- * prints the ready line, serves the SQL API, and stops cleanly on Ctrl-C.
+ * prints the ready line, serves the SQL API (also as CREATE EXTENSION in a new
+ * database), keeps a journal, and on Ctrl-C lets running jobs finish up to the
+ * deadline and reports the rest. Restarted on the same data folder, it keeps
+ * working.
  */
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import pg from 'pg';
 import { freePort } from '../../src/embedded/postgres.js';
 
-test('pgbg serve --embedded: ready line, the SQL API answers 42, Ctrl-C stops everything', async () => {
-  const root = path.resolve(import.meta.dirname, '../..');
-  const data = await mkdtemp(path.join(os.tmpdir(), 'pgbg-serve-'));
-  await chmod(data, 0o755);
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    let out = '';
-    const ready = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ready line in 90 s; got: ${out}`)), 90_000);
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /^ready: (postgresql:\/\/\S+)$/m.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
-    });
-    assert.equal(ready, `postgresql://postgres@127.0.0.1:${port}/postgres`);
-    const password = (await readFile(path.join(data, 'pg.password'), 'utf8')).trim();
-    const u = new URL(ready);
-    const c = new pg.Client({ host: u.hostname, port: Number(u.port), user: u.username, database: u.pathname.slice(1), password });
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Serving {
+  child: ChildProcessByStdio<null, Readable, null>;
+  url: string;
+  output: () => string;
+}
+
+async function startServe(data: string, port: number, extra: string[] = []): Promise<Serving> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra],
+    // Its own process group, so stopServe can signal the group as a terminal's Ctrl-C does.
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line in 90 s; got: ${out}`)), 90_000);
+    const check = () => {
+      const m = /^ready: (postgresql:\/\/\S+)$/m.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      child.stdout.off('data', check);
+      resolve(m[1]!);
+    };
+    child.stdout.on('data', check);
+    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+  });
+  return { child, url, output: () => out };
+}
+
+async function stopServe(s: Serving): Promise<{ code: number | null; output: string }> {
+  const exit = new Promise<number | null>((resolve) => s.child.once('exit', (code) => resolve(code)));
+  process.kill(-s.child.pid!, 'SIGINT'); // the whole group, like Ctrl-C in a terminal
+  const timer = setTimeout(() => s.child.kill('SIGKILL'), 60_000);
+  const code = await exit;
+  clearTimeout(timer);
+  return { code, output: s.output() };
+}
+
+describe('pgbg serve --embedded', () => {
+  let data: string;
+  let port: number;
+  let password: string;
+  let serving: Serving | undefined;
+
+  const client = async (database: string, fn: (c: pg.Client) => Promise<void>) => {
+    const u = new URL(serving!.url);
+    const c = new pg.Client({ host: u.hostname, port: Number(u.port), user: u.username, database, password });
     await c.connect();
     try {
-      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)");
-      assert.deepEqual(r.rows, [{ x: 42 }]);
+      await fn(c);
     } finally {
       await c.end();
     }
-    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGINT');
-    assert.equal(await exit, 0);
-  } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+  };
+
+  before(async () => {
+    data = await mkdtemp(path.join(os.tmpdir(), 'pgbg-serve-'));
+    await chmod(data, 0o755); // the PostgreSQL OS user must reach pg/ inside it
+    port = await freePort();
+  });
+  after(async () => {
+    if (serving && serving.child.exitCode === null) serving.child.kill('SIGKILL');
     await rm(data, { recursive: true, force: true });
-  }
+  });
+
+  test('ready line; the SQL API answers 42; a running job finishes within the grace period on Ctrl-C', async () => {
+    serving = await startServe(data, port);
+    assert.equal(serving.url, `postgresql://postgres@127.0.0.1:${port}/postgres`);
+    password = (await readFile(path.join(data, 'pg.password'), 'utf8')).trim();
+    await client('postgres', async (c) => {
+      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)");
+      assert.deepEqual(r.rows, [{ x: 42 }]);
+      await c.query('CREATE TABLE done (at timestamptz)');
+      await c.query("SELECT pg_background_detach(pg_background_launch('SELECT pg_sleep(1.5); INSERT INTO done VALUES (now())'))");
+    });
+    const stopped = await stopServe(serving);
+    assert.equal(stopped.code, 0);
+    assert.match(stopped.output, /^stopped: 1 running job\(s\) finished, 0 canceled at the deadline$/m);
+  });
+
+  test('restarted on the same folder: the journal kept every job; CREATE EXTENSION pg_background works in a new database', async () => {
+    serving = await startServe(data, port, ['--grace-ms', '300']);
+    await client('postgres', async (c) => {
+      assert.equal((await c.query('SELECT count(*)::int AS n FROM done')).rows[0].n, 1, 'the job that ran during shutdown committed');
+      const j = await c.query("SELECT state, role, sql_preview FROM pgbg_server.jobs ORDER BY launched_at");
+      assert.deepEqual(j.rows.map((r) => r.state), ['stopped', 'stopped']);
+      assert.equal(j.rows[0].sql_preview, 'SELECT 42');
+      assert.equal(j.rows[0].role, 'postgres');
+      await c.query('CREATE DATABASE app');
+    });
+    await client('app', async (c) => {
+      await c.query('CREATE EXTENSION pg_background');
+      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_database()::text')) AS (d text)");
+      assert.deepEqual(r.rows, [{ d: 'app' }]);
+      assert.equal((await c.query('SHOW pg_background.max_workers')).rows.length, 1);
+      await c.query("SELECT pg_background_detach(pg_background_launch('SELECT pg_sleep(30)'))");
+    });
+    const stopped = await stopServe(serving);
+    assert.equal(stopped.code, 0);
+    assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 1 canceled at the deadline$/m);
+  });
+
+  test('a third start: the canceled job is on record, the extension still answers', async () => {
+    serving = await startServe(data, port);
+    await client('postgres', async (c) => {
+      const j = await c.query("SELECT state, database FROM pgbg_server.jobs WHERE sql_preview = 'SELECT pg_sleep(30)'");
+      assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);
+    });
+    await client('app', async (c) => {
+      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)");
+      assert.deepEqual(r.rows, [{ x: 7 }]);
+    });
+    assert.equal((await stopServe(serving)).code, 0);
+  });
 });
