@@ -125,9 +125,11 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
           WHERE p.pronamespace = $1::regnamespace AND p.proname ~ $2`,
         [schema, API_FUNCTION_PATTERN],
       );
+      // Private functions use the API's types: they go first. No CASCADE on the API's own
+      // objects, so a user's table or view built on them stops the uninstall instead of losing data.
+      await client.query('DROP SCHEMA pgbg_private CASCADE');
       for (const f of fns.rows) await client.query(`DROP FUNCTION IF EXISTS ${f.sig}`);
       for (const t of API_TYPES) await client.query(`DROP TYPE IF EXISTS ${schema}.${quoteIdent(t)}`);
-      await client.query('DROP SCHEMA pgbg_private CASCADE');
       if (schemaName !== 'public') {
         const left = await client.query('SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = $1::regnamespace UNION ALL SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = $1::regnamespace UNION ALL SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = $1::regnamespace LIMIT 1', [schema]);
         if (!left.rowCount) await client.query(`DROP SCHEMA ${schema}`);

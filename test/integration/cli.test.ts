@@ -1,0 +1,137 @@
+/**
+ * The command line against an existing PostgreSQL, as a user runs it:
+ * `pgbg install` (relocatable schema, re-run no-op, upgrade, wrong schema),
+ * `pgbg serve --database URL --pgpass FILE`, and `pgbg uninstall`.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { install } from '../../src/install/install.js';
+import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+function pgbg(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('pgbg install / serve --database / uninstall', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let data: string;
+
+  before(async () => {
+    db = await createTestDatabase();
+    data = await mkdtemp(path.join(os.tmpdir(), 'pgbg-cli-'));
+  });
+  after(async () => {
+    await db?.drop();
+    await rm(data, { recursive: true, force: true });
+  });
+
+  test('install into a schema of its own; a re-run is a no-op; another schema is refused', () => {
+    const first = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /installed the SQL API in schema bg \(migrations 1, 2, 3, 4\)/);
+    const again = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /was up to date/);
+    const other = pgbg('install', '--database', db.url, '--data', data);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /already installed in schema "bg".*SQLSTATE 22023/);
+  });
+
+  test('serve --database --pgpass: the API in schema bg runs jobs as the caller; a role without credentials is refused by name', async () => {
+    const login = new URL(db.url);
+    const pgpass = path.join(data, 'pgpass');
+    await writeFile(pgpass, `${login.hostname}:${login.port}:*:${decodeURIComponent(login.username)}:${decodeURIComponent(login.password)}\n`, { mode: 0o600 });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--database', db.url, '--pgpass', pgpass, '--data', data, '--log-level', 'warn'], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const outsider = await createLoginRole('pgbg_nocred');
+    try {
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 60_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (/^ready: /m.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+      });
+      await withClient(db.url, async (c) => {
+        assert.equal((await c.query('SHOW pg_background.max_workers')).rows[0]['pg_background.max_workers'], '16');
+        assert.equal((await c.query("SELECT to_regproc('public.pg_background_launch') AS f")).rows[0].f, null, 'nothing in public');
+        const r = await c.query("SELECT * FROM bg.pg_background_result(bg.pg_background_launch('SELECT current_user::text, 42')) AS (u text, x int)");
+        assert.deepEqual(r.rows, [{ u: decodeURIComponent(login.username), x: 42 }]);
+        const j = await c.query("SELECT state FROM pgbg_server.jobs WHERE sql_preview LIKE 'SELECT current_user%'");
+        assert.deepEqual(j.rows, [{ state: 'stopped' }]);
+      });
+      await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${outsider.name}; GRANT pgbackground_role TO ${outsider.name}`));
+      await withClient(db.url, (c) => c.query(`GRANT USAGE ON SCHEMA bg TO ${outsider.name}`));
+      await withClient(urlFor(db.name, outsider), async (c) => {
+        await assert.rejects(c.query("SELECT bg.pg_background_launch('SELECT 1')"), (err: pg.DatabaseError) => {
+          assert.equal(err.code, '28000');
+          assert.match(err.message, new RegExp(outsider.name));
+          return true;
+        });
+      });
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exit, 0);
+      assert.match(out, /^stopped: 0 running job\(s\) finished, 0 canceled at the deadline$/m);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await withClient(db.url, (c) => c.query(`REVOKE ALL ON SCHEMA bg FROM ${outsider.name}`));
+      await withClient(serverUrl(), async (c) => {
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}; REVOKE pgbackground_role FROM ${outsider.name}`);
+        await c.query(`DROP ROLE ${outsider.name}`);
+      });
+    }
+  });
+
+  test('serve without credentials or a database says what to give', () => {
+    const none = pgbg('serve', '--database', db.url, '--data', data);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no credentials for worker logins: give --pgpass FILE, --passwords FILE or --trust-socket DIR/);
+    const nothing = pgbg('serve', '--data', data);
+    assert.equal(nothing.code, 1);
+    assert.match(nothing.stderr, /give --database URL/);
+  });
+
+  test('uninstall removes functions, types, settings and the schema it made; a second run says so', async () => {
+    const r = pgbg('uninstall', '--database', db.url);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /removed the SQL API/);
+    await withClient(db.url, async (c) => {
+      const left = await c.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname LIKE 'pg_background%' OR proname LIKE '%pg_background_privileges'");
+      assert.equal(left.rows[0].n, 0);
+      assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('bg', 'pgbg_private')")).rows[0].n, 0);
+      assert.equal((await c.query("SELECT current_setting('pg_background.max_workers', true) AS s")).rows[0].s, null);
+    });
+    assert.match(pgbg('uninstall', '--database', db.url).stdout, /was not installed here/);
+  });
+
+  test('an older install is upgraded in place by install', async () => {
+    await withClient(db.url, (c) => install(c, { serverConnstr: 'host=127.0.0.1 port=1 user=pgbg password=x', upTo: 2 }));
+    await withClient(db.url, async (c) => {
+      assert.equal((await c.query("SELECT to_regproc('public.pg_background_progress') AS f")).rows[0].f, null);
+    });
+    const r = pgbg('install', '--database', db.url, '--data', data);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\(migrations 3, 4\)/);
+    await withClient(db.url, async (c) => {
+      assert.notEqual((await c.query("SELECT to_regproc('public.pg_background_progress') AS f")).rows[0].f, null);
+      const srv = await c.query('SELECT connstr FROM pgbg_private.server');
+      assert.doesNotMatch(srv.rows[0].connstr, /port=1 /, 'the server address is the current one');
+    });
+    assert.equal(pgbg('uninstall', '--database', db.url).code, 0);
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * The server's journal: every job's start and end is on record; jobs of a run
+ * that died are reported lost on the next open, jobs of a live run are not.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { Engine } from '../../src/index.js';
+import { Journal } from '../../src/journal/journal.js';
+import { createTestDatabase, withClient } from '../helpers/db.js';
+import { sleep, testLogger } from '../helpers/engine.js';
+
+describe('job journal', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  const openJournal = async () => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    c.on('error', () => undefined);
+    return { client: c, ...(await Journal.open(c, testLogger())) };
+  };
+  const rowsOf = (runId: string) =>
+    withClient(db.url, async (c) => (await c.query('SELECT pid, role, state, error_code, sql_preview, started_at IS NOT NULL AS started, ended_at IS NOT NULL AS ended FROM pgbg_server.jobs WHERE run_id = $1 ORDER BY launched_at', [runId])).rows);
+
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  test('records each job: state, role, timings, error code', async () => {
+    const { journal } = await openJournal();
+    const engine = new Engine({ logger: testLogger(), observer: journal });
+    const launcher = new pg.Client({ connectionString: db.url });
+    await launcher.connect();
+    try {
+      const session = engine.session({ launcher });
+      const ok = await session.launch('SELECT 1');
+      await session.result(ok);
+      const bad = await session.launch('SELECT 1/0');
+      await assert.rejects(session.result(bad), { code: '22012' });
+      await engine.close();
+      await journal.close();
+      const rows = await rowsOf(journal.runId);
+      assert.deepEqual(rows.map((r) => [r.pid, r.state, r.error_code, r.sql_preview, r.started, r.ended]), [
+        [ok.pid, 'stopped', null, 'SELECT 1', true, true],
+        [bad.pid, 'error', '22012', 'SELECT 1/0', true, true],
+      ]);
+      assert.equal(rows[0]!.role, new URL(db.url).username);
+    } finally {
+      await launcher.end();
+      await engine.close();
+    }
+  });
+
+  test('a run that died leaves its running jobs for the next open to report as lost; a live run keeps them', async () => {
+    const dead = await openJournal();
+    const live = await openJournal();
+    const engines = [dead, live].map((j) => new Engine({ logger: testLogger(), observer: j.journal }));
+    const launcher = new pg.Client({ connectionString: db.url });
+    await launcher.connect();
+    try {
+      const handles = [];
+      for (const engine of engines) {
+        const session = engine.session({ launcher });
+        handles.push({ session, handle: await session.launch('SELECT pg_sleep(30)') });
+      }
+      // The dead run's server vanished: its journal connection is gone, no stop was recorded.
+      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [dead.client.processID]));
+      await sleep(100);
+      const next = await openJournal();
+      assert.deepEqual(next.lost.map((j) => [j.runId, j.pid, j.sqlPreview]), [[dead.journal.runId, handles[0]!.handle.pid, 'SELECT pg_sleep(30)']]);
+      assert.deepEqual((await rowsOf(dead.journal.runId)).map((r) => r.state), ['lost']);
+      assert.deepEqual((await rowsOf(live.journal.runId)).map((r) => r.state), ['running']);
+      await next.journal.close();
+      for (const h of handles) await h.session.cancel(h.handle);
+    } finally {
+      await launcher.end();
+      for (const engine of engines) await engine.close({ graceMs: 0 });
+      await live.journal.close();
+      await dead.journal.close();
+    }
+  });
+});
