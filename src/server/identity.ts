@@ -26,7 +26,7 @@ export async function loadIdentity(dataDir: string, port?: number): Promise<Serv
   try {
     identity = IdentityFile.parse(JSON.parse(await readFile(file, 'utf8')));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file} is damaged; remove it to start afresh`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file} is damaged; remove it to start afresh`, { cause: err });
   }
   const wanted = { port: port ?? identity?.port ?? (await freePort()), secret: identity?.secret ?? randomBytes(24).toString('base64url') };
   if (!identity || identity.port !== wanted.port) {
