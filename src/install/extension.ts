@@ -7,6 +7,7 @@
  * the server's connection string baked in — so the file is readable only by
  * the PostgreSQL OS user.
  */
+import { randomUUID } from 'node:crypto';
 import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { migrations, SQL_DIR } from './install.js';
@@ -17,13 +18,15 @@ export const EXTENSION_VERSION = '1.8';
 const DBLINK_FUNCTIONS = `
 CREATE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
+  AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
 CREATE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
   AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
 CREATE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
 CREATE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
-REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dblink_get_connections(),
+REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dblink_disconnect(text), pgbg_private.dblink_get_connections(),
   pgbg_private.dblink(text, text), pgbg_private.dblink_exec(text, text) FROM PUBLIC;
 `;
 
@@ -44,7 +47,7 @@ export async function extensionScript(serverConnstr: string): Promise<string> {
   parts.push(
     'CREATE TABLE pgbg_private.migrations (version int PRIMARY KEY, schema_name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());',
     `INSERT INTO pgbg_private.migrations (version, schema_name) SELECT v, (SELECT nspname FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_extension e ON e.extnamespace = n.oid WHERE e.extname = '${EXTENSION_NAME}') FROM unnest(ARRAY[${versions.join(',')}]) v;`,
-    `INSERT INTO pgbg_private.server (connstr) VALUES (${literal(serverConnstr)});`,
+    `INSERT INTO pgbg_private.server (connstr, generation) VALUES (${literal(serverConnstr)}, ${literal(randomUUID())});`,
   );
   return parts.join('\n') + '\n';
 }

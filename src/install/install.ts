@@ -5,6 +5,7 @@
  * connection string for the wrappers. Also: uninstall, and pointing an
  * installed API at a (restarted) server.
  */
+import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
@@ -89,10 +90,15 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
 
 /** Points an installed API at the server (a new port or secret); false when the API is not installed here. */
 export async function setServer(client: pg.ClientBase, serverConnstr: string): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('pgbg_private.server') IS NOT NULL AS ok");
+  const { rows } = await client.query<{ ok: boolean; generation: boolean }>(
+    `SELECT to_regclass('pgbg_private.server') IS NOT NULL AS ok,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('pgbg_private.server') AND attname = 'generation') AS generation`,
+  );
   if (!rows[0]?.ok) return false;
   await client.query('DELETE FROM pgbg_private.server');
   await client.query('INSERT INTO pgbg_private.server (connstr) VALUES ($1)', [serverConnstr]);
+  // A new generation makes caller backends drop connections to an earlier server run (0005).
+  if (rows[0].generation) await client.query('UPDATE pgbg_private.server SET generation = $1', [randomUUID()]);
   return true;
 }
 

@@ -15,6 +15,38 @@ import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } fr
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
+interface Serving {
+  output: string;
+  stop(signal: NodeJS.Signals): Promise<{ code: number | null; output: string }>;
+}
+
+async function startServe(args: string[]): Promise<Serving> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 60_000);
+    const check = () => {
+      if (!/^ready: /m.test(out)) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    child.stdout.on('data', check);
+    void exited.then((code) => reject(new Error(`exited with ${code}: ${out}`)));
+  });
+  return {
+    get output() {
+      return out;
+    },
+    async stop(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const code = await exited;
+      return { code, output: out };
+    },
+  };
+}
+
 function pgbg(...args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -36,7 +68,7 @@ describe('pgbg install / serve --database / uninstall', () => {
   test('install into a schema of its own; a re-run is a no-op; another schema is refused', () => {
     const first = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /installed the SQL API in schema bg \(migrations 1, 2, 3, 4\)/);
+    assert.match(first.stdout, /installed the SQL API in schema bg \(migrations 1, 2, 3, 4, 5\)/);
     const again = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /was up to date/);
@@ -49,23 +81,12 @@ describe('pgbg install / serve --database / uninstall', () => {
     const login = new URL(db.url);
     const pgpass = path.join(data, 'pgpass');
     await writeFile(pgpass, `${login.hostname}:${login.port}:*:${decodeURIComponent(login.username)}:${decodeURIComponent(login.password)}\n`, { mode: 0o600 });
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--database', db.url, '--pgpass', pgpass, '--data', data, '--log-level', 'warn'], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const serve = () => startServe(['--database', db.url, '--pgpass', pgpass, '--data', data, '--log-level', 'warn']);
+    let running = await serve();
     const outsider = await createLoginRole('pgbg_nocred');
+    const longLived = new pg.Client({ connectionString: db.url });
+    await longLived.connect();
     try {
-      let out = '';
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 60_000);
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (/^ready: /m.test(out)) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
-      });
       await withClient(db.url, async (c) => {
         assert.equal((await c.query('SHOW pg_background.max_workers')).rows[0]['pg_background.max_workers'], '16');
         assert.equal((await c.query("SELECT to_regproc('public.pg_background_launch') AS f")).rows[0].f, null, 'nothing in public');
@@ -83,12 +104,17 @@ describe('pgbg install / serve --database / uninstall', () => {
           return true;
         });
       });
-      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      child.kill('SIGTERM');
-      assert.equal(await exit, 0);
-      assert.match(out, /^stopped: 0 running job\(s\) finished, 0 canceled at the deadline$/m);
+      const launch42 = "SELECT * FROM bg.pg_background_result(bg.pg_background_launch('SELECT 42')) AS (x int)";
+      assert.deepEqual((await longLived.query(launch42)).rows, [{ x: 42 }]);
+      const stopped = await running.stop('SIGTERM');
+      assert.equal(stopped.code, 0);
+      assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 0 canceled at the deadline$/m);
+      // A pooled caller backend outlives the server: after a restart its next call reconnects.
+      running = await serve();
+      assert.deepEqual((await longLived.query(launch42)).rows, [{ x: 42 }]);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await longLived.end();
+      await running.stop('SIGKILL');
       await withClient(db.url, (c) => c.query(`REVOKE ALL ON SCHEMA bg FROM ${outsider.name}`));
       await withClient(serverUrl(), async (c) => {
         await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}; REVOKE pgbackground_role FROM ${outsider.name}`);
@@ -126,7 +152,7 @@ describe('pgbg install / serve --database / uninstall', () => {
     });
     const r = pgbg('install', '--database', db.url, '--data', data);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\(migrations 3, 4\)/);
+    assert.match(r.stdout, /\(migrations 3, 4, 5\)/);
     await withClient(db.url, async (c) => {
       assert.notEqual((await c.query("SELECT to_regproc('public.pg_background_progress') AS f")).rows[0].f, null);
       const srv = await c.query('SELECT connstr FROM pgbg_private.server');

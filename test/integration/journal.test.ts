@@ -66,7 +66,7 @@ describe('job journal', () => {
         handles.push({ session, handle: await session.launch('SELECT pg_sleep(30)') });
       }
       // The dead run's server vanished: its journal connection is gone, no stop was recorded.
-      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [dead.client.processID]));
+      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [(dead.client as unknown as { processID: number }).processID]));
       await sleep(100);
       const next = await openJournal();
       assert.deepEqual(next.lost.map((j) => [j.runId, j.pid, j.sqlPreview]), [[dead.journal.runId, handles[0]!.handle.pid, 'SELECT pg_sleep(30)']]);

@@ -33,7 +33,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
