@@ -93,6 +93,64 @@ describe('SQL API wrappers', () => {
     await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
   });
 
+  test('the rest of the error table: each with the spec\'s SQLSTATE and message', async () => {
+    const expect = (sql: string, params: unknown[], code: string, message: RegExp, hint?: RegExp) =>
+      assert.rejects(caller.query(sql, params), (err: pg.DatabaseError) => {
+        assert.equal(err.code, code, err.message);
+        assert.match(err.message, message);
+        if (hint) assert.match(err.hint ?? '', hint);
+        return true;
+      });
+    // submit_v2: fire and forget; its results are disabled.
+    const sub = (await caller.query("SELECT * FROM pg_background_submit_v2('INSERT INTO log VALUES (''submitted'')')")).rows[0];
+    await caller.query('SELECT pg_background_wait_v2($1, $2)', [sub.pid, sub.cookie]);
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'submitted'")).rows[0].n, 1);
+    await expect('SELECT * FROM pg_background_result_v2($1, $2) AS (t text)', [sub.pid, sub.cookie], '0A000', /results are disabled for PID \d+ \(submitted via submit_v2\)/);
+    // cancel_v2 (no grace): the job is canceled, nothing commits.
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''cancel-now''); SELECT pg_sleep(30)')")).rows[0];
+    await caller.query('SELECT pg_background_cancel_v2($1, $2)', [h.pid, h.cookie]);
+    const listed = await caller.query('SELECT state FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool) WHERE cookie = $1', [h.cookie]);
+    assert.deepEqual(listed.rows, [{ state: 'canceled' }]);
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'cancel-now'")).rows[0].n, 0);
+    // A stale cookie, results read twice.
+    const done = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
+    await expect('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [done.pid, String(BigInt(done.cookie) + 1n)], '55000', /cookie mismatch for PID \d+/, /stale/);
+    await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [done.pid, done.cookie]);
+    await expect('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [done.pid, done.cookie], '42704', /results for PID \d+ have already been consumed/);
+    // Limits and input checks.
+    await expect("SELECT pg_background_launch('SELECT 1', 1)", [], '22023', /queue size must be at least \d+ bytes/);
+    await expect("SELECT pg_background_launch('COPY log FROM STDIN')", [], '0A000', /COPY protocol not allowed in pg_background/);
+    await expect("SELECT pg_background_launch('SELECT 1; ROLLBACK')", [], '0A000', /transaction control statements are not allowed in pg_background/);
+    for (const row of [sub, h]) await caller.query('SELECT pg_background_detach_v2($1, $2)', [row.pid, row.cookie]);
+    // Earlier tests may have left handles in this session: allow exactly one more.
+    const tracked = (await caller.query('SELECT count(*)::int AS n FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool) WHERE NOT consumed')).rows[0].n;
+    await caller.query(`SET pg_background.max_workers = ${tracked + 1}`);
+    try {
+      const first = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
+      await expect("SELECT pg_background_launch('SELECT 2')", [], '54000', /too many background workers/, /pg_background\.max_workers/);
+      await caller.query('SELECT pg_background_detach_v2($1, $2)', [first.pid, first.cookie]);
+    } finally {
+      await caller.query('RESET pg_background.max_workers');
+    }
+  });
+
+  test('pg_background_drop_executor_role: not for PUBLIC; refused while the role still holds grants', async () => {
+    const outsider = await createLoginRole('pgbg_drop');
+    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${outsider.name}`));
+    try {
+      await withClient(urlFor(db.name, outsider), async (c) => {
+        await assert.rejects(c.query('SELECT pg_background_drop_executor_role()'), { code: '42501' });
+      });
+      await assert.rejects(caller.query('SELECT pg_background_drop_executor_role()'), { code: '2BP01' });
+      assert.equal((await caller.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'pgbackground_role'")).rows[0].n, 1);
+    } finally {
+      await withClient(serverUrl(), async (c) => {
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}`);
+        await c.query(`DROP ROLE ${outsider.name}`);
+      });
+    }
+  });
+
   test('no PUBLIC access: a role outside pgbackground_role is refused; a member can launch and runs as itself', async () => {
     const outsider = await createLoginRole('pgbg_out');
     const member = await createLoginRole('pgbg_in');
