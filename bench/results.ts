@@ -1,0 +1,53 @@
+/** The shape of bench/results/*.json, shared by the runner, the table and the chart. */
+import type { ProbeFigure } from './breakdown.js';
+import type { MemoryResult } from './memory.js';
+import type { JobKind } from './paths.js';
+import type { Spread } from './stats.js';
+
+export interface LatencyFigure {
+  path: string;
+  label: string;
+  kind: JobKind;
+  callers: number;
+  jobsPerRep: number;
+  p50Ms: Spread;
+  p99Ms: Spread;
+  jobsPerSec: Spread;
+  /** CPU the pgbg server process spent per job, in ms (its CPU time over the batch / jobs). */
+  serverCpuMsPerJob: Spread;
+}
+
+export interface LargeFigure {
+  variant: string;
+  label: string;
+  rows: number;
+  seconds: Spread;
+}
+
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+export interface BenchResults {
+  startedAt: string;
+  mode: 'quick' | 'full';
+  durationSec: number;
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    totalMemMB: number;
+    platform: string;
+    node: string;
+    postgres: string;
+  };
+  config: Record<string, unknown>;
+  latency: LatencyFigure[];
+  /** Pieces of a SQL API launch, timed alone (1 caller). */
+  breakdown: ProbeFigure[];
+  large: LargeFigure[];
+  memory: MemoryResult | undefined;
+  targets: TargetCheck[];
+}
