@@ -44,6 +44,8 @@ export interface SessionOptions {
   settings?: Partial<SessionSettings>;
 }
 
+const DEFAULTS_TTL_MS = 60_000;
+
 export class Engine {
   readonly logger: Logger;
   readonly pool: WorkerPool;
@@ -57,6 +59,7 @@ export class Engine {
    */
   readonly #monitors = new Map<string, Promise<pg.Client>>();
   #closing: Promise<ShutdownReport> | undefined;
+  readonly #defaults = new Map<string, { at: number; values: Map<string, string | null> }>();
 
   constructor(options: EngineOptions = {}) {
     this.logger = options.logger ?? pino({ level: 'silent' });
@@ -179,7 +182,26 @@ export class Engine {
     }
   }
 
-  async #control(login: Login, sql: string): Promise<pg.QueryResult> {
+  /**
+   * The settings a fresh worker of `login` starts with (database and role
+   * defaults), for the names given; cached a minute. Lets a caller's captured
+   * settings be cut to the ones that differ, so a job's setup stays short.
+   */
+  async loginDefaults(login: Login, names: string[]): Promise<Map<string, string | null>> {
+    let cached = this.#defaults.get(login.key);
+    if (!cached || Date.now() - cached.at > DEFAULTS_TTL_MS) {
+      cached = { at: Date.now(), values: new Map() };
+      this.#defaults.set(login.key, cached);
+    }
+    const missing = names.filter((n) => !cached.values.has(n));
+    if (missing.length > 0) {
+      const r = await this.#control(login, 'SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest($1::text[]) AS n', [missing]);
+      for (const row of r.rows as { n: string; v: string | null }[]) cached.values.set(row.n, row.v);
+    }
+    return cached.values;
+  }
+
+  async #control(login: Login, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
     let monitor = this.#monitors.get(login.key);
     if (!monitor) {
       const client = new pg.Client({ ...login.config, application_name: 'pgbg control' });
@@ -188,7 +210,7 @@ export class Engine {
       monitor.catch(() => this.#monitors.delete(login.key));
       this.#monitors.set(login.key, monitor);
     }
-    return (await monitor).query(sql);
+    return (await monitor).query(sql, params);
   }
 
   async #shutdown(graceMs: number): Promise<ShutdownReport> {

@@ -170,6 +170,26 @@ export class Job {
     this.#wake();
   }
 
+  /** Takes every row buffered right now (at most `max`); empty when none is. */
+  takeRows(max: number): RawRow[] {
+    const end = Math.min(this.#rows.length, this.#head + max);
+    if (end <= this.#head) return [];
+    const rows = this.#rows.slice(this.#head, end);
+    for (const row of rows) this.#bufferedBytes -= rowBytes(row);
+    if (end === this.#rows.length) {
+      this.#rows = [];
+      this.#head = 0;
+    } else {
+      this.#head = end;
+      if (this.#head > 1024 && this.#head * 2 > this.#rows.length) {
+        this.#rows = this.#rows.slice(this.#head);
+        this.#head = 0;
+      }
+    }
+    if (this.#paused && this.#bufferedBytes <= this.queueSize / 2) this.#resumeIfPaused();
+    return rows;
+  }
+
   /** Takes the next buffered row, or undefined when none is buffered right now. */
   takeRow(): RawRow | undefined {
     if (this.#head >= this.#rows.length) return undefined;

@@ -45,6 +45,8 @@ export interface SessionInit {
 }
 
 const CONSUMED_MEMORY = 1024;
+/** Most rows handed over per batch by rawResult (the queue size bounds them too). */
+const BATCH_ROWS = 4096;
 const DEADLOCK_CHECK_MS = 250;
 
 export class Session {
@@ -62,6 +64,11 @@ export class Session {
     private readonly logger: Logger,
   ) {
     this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, customSettings: [], ...init.settings };
+  }
+
+  /** The login this session's workers use. */
+  get login(): Login {
+    return this.init.login;
   }
 
   get closed(): boolean {
@@ -120,12 +127,13 @@ export class Session {
     const guard = (w: () => Promise<void>) => this.#guard(entry, w);
     const failure = () => this.#failure(entry);
     const forget = () => this.#forget(entry, true);
-    async function* iterate(): AsyncGenerator<RawRow> {
+    // Rows leave in the batches they are buffered in: a relay pays one await per batch, not per row.
+    async function* batches(): AsyncGenerator<RawRow[]> {
       try {
         while (true) {
-          const row = job.takeRow();
-          if (row) {
-            yield row;
+          const rows = job.takeRows(BATCH_ROWS);
+          if (rows.length > 0) {
+            yield rows;
             continue;
           }
           if (job.ended) break;
@@ -138,7 +146,11 @@ export class Session {
         forget();
       }
     }
-    return { fields, rows: iterate(), commandTags: () => job.commandTags, notices: job.notices };
+    const batched = batches();
+    async function* rows(): AsyncGenerator<RawRow> {
+      for await (const batch of batched) yield* batch;
+    }
+    return { fields, rows: rows(), batches: batched, commandTags: () => job.commandTags, notices: job.notices };
   }
 
   /**

@@ -77,6 +77,8 @@ export interface SessionStats {
 export interface RawResult {
   fields: FieldInfo[];
   rows: AsyncIterable<RawRow>;
+  /** The same rows, in the batches they were buffered in; read either `rows` or `batches`, not both. */
+  batches: AsyncIterable<RawRow[]>;
   commandTags(): string[];
   notices: Notice[];
 }

@@ -2,8 +2,8 @@
  * The server's job journal: one row per job (state, timings, role, error) in
  * the server's own schema. Writes are group-committed — while one batch is in
  * flight the next accumulates — so the journal costs one round trip per batch,
- * not per job. A launch waits for its start to be on record; ends are written
- * behind. On open, jobs an earlier run left `running` are marked `lost` and
+ * not per job. Starts and ends are written behind the launch (a launch does
+ * not wait a journal round trip; a start is on record within one). On open, jobs an earlier run left `running` are marked `lost` and
  * returned, so a crash never forgets them silently.
  */
 import { randomUUID } from 'node:crypto';
@@ -55,8 +55,8 @@ export class Journal implements JobObserver {
     return { journal, lost };
   }
 
-  started(record: JobRecord): Promise<void> {
-    return this.#enqueue(record);
+  started(record: JobRecord): void {
+    void this.#enqueue(record);
   }
 
   ended(record: JobRecord): void {

@@ -70,6 +70,16 @@ export class SqlApiHandler implements WireHandler {
     return this.#sessions.size;
   }
 
+  /** The caller's settings that differ from what a fresh worker of its login starts with. */
+  async #changedSettings(session: Session, settings: Record<string, string>): Promise<Record<string, string>> {
+    const names = Object.keys(settings);
+    if (names.length === 0) return settings;
+    const defaults = await this.engine.loginDefaults(session.login, names);
+    const changed: Record<string, string> = {};
+    for (const name of names) if (defaults.get(name) !== settings[name]) changed[name] = settings[name]!;
+    return changed;
+  }
+
   /** A caller whose current role lacks the owner role's privileges may not touch its worker. */
   async #checkOwner(session: Session, pid: number, role: string): Promise<void> {
     let entry;
@@ -112,7 +122,7 @@ export class SqlApiHandler implements WireHandler {
         const context = {
           role: req.role ?? undefined,
           roleOid: req.role_oid ?? undefined,
-          settings: req.settings,
+          settings: await this.#changedSettings(session, req.settings),
           statementTimeoutMs: req.statement_timeout_ms,
           launcherPid: bound.backendPid,
         };
@@ -128,7 +138,7 @@ export class SqlApiHandler implements WireHandler {
         const raw = await session.rawResult(ref(req));
         bound.notices.set(req.pid, raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0));
         bound.noticesRaised.delete(req.pid);
-        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rows: raw.rows, commandTag: 'SELECT' };
+        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rowBatches: raw.batches, commandTag: 'SELECT' };
       }
       case 'notices': {
         const notices = bound.notices.get(req.pid) ?? [];

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { PgbgError, SqlState } from '../engine/errors.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { errorFieldsFor } from './wire-errors.js';
-import { commandComplete, dataRow, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
+import { commandComplete, DataRowPacker, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
 import type { WireOutput } from './wire-socket.js';
 
 export interface QueryContext {
@@ -66,18 +66,32 @@ function checkSet(set: SetStatement): void {
 async function sendResult(out: WireOutput, result: WireResult): Promise<void> {
   const fields = result.fields;
   if (fields) out.write(rowDescription(fields));
-  if (result.rows) {
+  const batches = result.rowBatches ?? (result.rows ? oneRowBatches(result.rows) : undefined);
+  if (batches) {
     // DataRow without a RowDescription, or with another column count, makes libpq drop the connection.
     if (!fields) throw new Error('wire handler returned rows without fields');
-    for await (const row of result.rows) {
+    const packer = new DataRowPacker(fields.length);
+    const send = async () => {
+      const chunk = packer.take();
+      if (chunk && !out.write(chunk)) await out.drain();
+    };
+    for await (const batch of batches) {
       if (out.closed) break;
-      if (!Array.isArray(row) || row.length !== fields.length || row.some((v) => v !== null && typeof v !== 'string')) {
-        throw new Error(`wire handler returned a row that does not match its ${fields.length} text fields`);
+      for (const row of batch) {
+        packer.add(row);
+        if (packer.size >= PACK_BYTES) await send();
       }
-      if (!out.write(dataRow(row))) await out.drain();
+      // What arrived so far goes out now: the client is not kept waiting for a full pack.
+      await send();
     }
   }
   out.write(commandComplete(result.commandTag));
+}
+
+const PACK_BYTES = 64 * 1024;
+
+async function* oneRowBatches(rows: Iterable<(string | null)[]> | AsyncIterable<(string | null)[]>): AsyncGenerator<(string | null)[][]> {
+  for await (const row of rows) yield [row];
 }
 
 export async function runSimpleQuery(ctx: QueryContext, sql: string, signal: AbortSignal): Promise<void> {

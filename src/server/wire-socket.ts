@@ -22,8 +22,14 @@ import type { Socket } from 'node:net';
 import type { DuplexStream } from 'pg-gateway';
 import { StartupLengthGuard } from './wire-messages.js';
 
+/** Bytes gathered before one socket write: rows of a large result leave in batches, not one syscall each. */
+const BATCH_BYTES = 64 * 1024;
+
 export class WireOutput {
   private ended = false;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
 
   constructor(private readonly socket: Socket) {}
 
@@ -33,16 +39,40 @@ export class WireOutput {
   }
 
   /**
-   * Queues bytes. Returns false when the caller should `await drain()` before
-   * producing more (the socket's buffer is above its high-water mark).
+   * Queues bytes: they leave in one write with whatever else is queued in the
+   * same tick (a whole small reply is one segment), or at once past 64 kB.
+   * Returns false when the caller should `await drain()` before producing more
+   * (the socket's buffer is above its high-water mark).
    */
   write(bytes: Uint8Array): boolean {
     if (this.closed || bytes.byteLength === 0) return true;
-    return this.socket.write(bytes);
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.byteLength;
+    if (this.pendingBytes >= BATCH_BYTES) return this.flush();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    return true;
+  }
+
+  /** Writes what is queued now; false when the socket wants a drain. */
+  flush(): boolean {
+    this.flushScheduled = false;
+    if (this.pending.length === 0 || this.closed) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      return this.closed || !this.socket.writableNeedDrain;
+    }
+    const chunk = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return this.socket.write(chunk);
   }
 
   /** Resolves when the socket's buffer drained, or the socket is gone. */
   drain(): Promise<void> {
+    this.flush();
     if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
@@ -63,6 +93,7 @@ export class WireOutput {
   /** Sends `last` (if any), then half-closes; the peer's FIN completes the close. */
   end(last?: Uint8Array): void {
     if (this.closed) return;
+    this.flush();
     this.ended = true;
     if (last) this.socket.end(last);
     else this.socket.end();

@@ -30,6 +30,8 @@ export interface WireResult {
   fields?: WireField[];
   /** Text-format values, one array per row, as many values as `fields`. */
   rows?: Iterable<(string | null)[]> | AsyncIterable<(string | null)[]>;
+  /** Instead of `rows`: the rows in batches (a large result relays with one await per batch). */
+  rowBatches?: AsyncIterable<(string | null)[][]>;
   /** e.g. 'SELECT 3', 'INSERT 0 1'. */
   commandTag: string;
 }

@@ -33,7 +33,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -364,9 +364,10 @@ describe('SQL API wrappers', () => {
   });
 
   test('the worker runs with the caller\'s settings', async () => {
-    await caller.query("SET TimeZone = 'Asia/Tokyo'");
-    const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_setting(''TimeZone'')')) AS (tz text)");
-    assert.deepEqual(r.rows, [{ tz: 'Asia/Tokyo' }]);
-    await caller.query('RESET TimeZone');
+    await caller.query("SET TimeZone = 'Asia/Tokyo'; SET work_mem = '48MB'; SET enable_seqscan = off");
+    const sql = "SELECT current_setting('TimeZone'), current_setting('work_mem'), current_setting('enable_seqscan'), current_setting('DateStyle')";
+    const r = await caller.query('SELECT * FROM pg_background_result(pg_background_launch($1)) AS (tz text, wm text, seq text, ds text)', [sql]);
+    assert.deepEqual(r.rows, [{ tz: 'Asia/Tokyo', wm: '48MB', seq: 'off', ds: 'ISO, MDY' }]);
+    await caller.query('RESET TimeZone; RESET work_mem; RESET enable_seqscan');
   });
 });
