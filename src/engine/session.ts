@@ -301,7 +301,18 @@ export class Session {
   async #capture(): Promise<LaunchContext> {
     const launcher = this.init.launcher;
     if (!launcher) return { settings: {}, statementTimeoutMs: 0 };
-    return captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'), this.settings.customSettings);
+    const context = await captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'), this.settings.customSettings);
+    return { ...context, settings: await this.changedSettings(context.settings) };
+  }
+
+  /** The settings among `settings` that differ from what a fresh worker starts with (the rest need no setup). */
+  async changedSettings(settings: Record<string, string>): Promise<Record<string, string>> {
+    const names = Object.keys(settings);
+    if (names.length === 0) return settings;
+    const defaults = await this.core.loginDefaults(this.init.login, names);
+    const changed: Record<string, string> = {};
+    for (const name of names) if (defaults.get(name) !== settings[name]) changed[name] = settings[name]!;
+    return changed;
   }
 
   #count(entry: Entry): void {

@@ -70,16 +70,6 @@ export class SqlApiHandler implements WireHandler {
     return this.#sessions.size;
   }
 
-  /** The caller's settings that differ from what a fresh worker of its login starts with. */
-  async #changedSettings(session: Session, settings: Record<string, string>): Promise<Record<string, string>> {
-    const names = Object.keys(settings);
-    if (names.length === 0) return settings;
-    const defaults = await this.engine.loginDefaults(session.login, names);
-    const changed: Record<string, string> = {};
-    for (const name of names) if (defaults.get(name) !== settings[name]) changed[name] = settings[name]!;
-    return changed;
-  }
-
   /** A caller whose current role lacks the owner role's privileges may not touch its worker. */
   async #checkOwner(session: Session, pid: number, role: string): Promise<void> {
     let entry;
@@ -122,7 +112,7 @@ export class SqlApiHandler implements WireHandler {
         const context = {
           role: req.role ?? undefined,
           roleOid: req.role_oid ?? undefined,
-          settings: await this.#changedSettings(session, req.settings),
+          settings: await session.changedSettings(req.settings),
           statementTimeoutMs: req.statement_timeout_ms,
           launcherPid: bound.backendPid,
         };

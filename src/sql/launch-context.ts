@@ -8,6 +8,7 @@
  */
 import pg from 'pg';
 import { WORKER_MARKER_SETTING } from '../engine/progress.js';
+import { CARRIED_SETTINGS } from './carried-settings.js';
 
 export interface LaunchContext {
   /** Role the worker takes (SET ROLE); undefined = the login user itself. */
@@ -33,17 +34,15 @@ const NOT_COPIED = [
   'default_transaction_read_only_override', WORKER_MARKER_SETTING,
 ];
 
-/** One query: the effective role, the settings the session changed, the timeout, the pid. */
+/** One query: the effective role, the carried settings, the timeout, the pid. */
 export const CAPTURE_SQL = `SELECT current_user AS role,
   session_user AS login,
   (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS role_oid,
   pg_catalog.pg_backend_pid() AS pid,
   pg_catalog.current_setting('statement_timeout') AS statement_timeout,
-  (SELECT pg_catalog.json_object_agg(name, setting) FROM (
-     SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name <> ALL ($1::text[])
-     UNION ALL
-     SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest($2::text[]) AS n
-       WHERE pg_catalog.current_setting(n, true) IS NOT NULL) s) AS settings`;
+  (SELECT pg_catalog.json_object_agg(n, v) FROM (
+     SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest($1::text[]) AS n) s
+   WHERE v IS NOT NULL) AS settings`;
 
 interface CaptureRow {
   role: string;
@@ -65,16 +64,16 @@ export function contextFromCapture(row: CaptureRow, parseTime: (s: string) => nu
 }
 
 /**
- * Captures the launcher's context. Application settings (`myapp.tenant`) are
- * placeholders that pg_settings does not list, so the ones to carry are named
- * in `customSettings`.
+ * Captures the launcher's context: its role, and the carried settings plus the
+ * application settings (`myapp.tenant`) named in `customSettings`.
  */
 export async function captureLaunchContext(
   client: pg.ClientBase,
   parseTime: (s: string) => number,
   customSettings: readonly string[] = [],
 ): Promise<LaunchContext> {
-  const { rows } = await client.query<CaptureRow>(CAPTURE_SQL, [NOT_COPIED, customSettings]);
+  const names = [...CARRIED_SETTINGS, ...customSettings.filter((n) => !NOT_COPIED.includes(n))];
+  const { rows } = await client.query<CaptureRow>(CAPTURE_SQL, [names]);
   return contextFromCapture(rows[0]!, parseTime);
 }
 

@@ -65,6 +65,8 @@ describe('job journal', () => {
         const session = engine.session({ launcher });
         handles.push({ session, handle: await session.launch('SELECT pg_sleep(30)') });
       }
+      await dead.journal.flush();
+      await live.journal.flush();
       // The dead run's server vanished: its journal connection is gone, no stop was recorded.
       await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [(dead.client as unknown as { processID: number }).processID]));
       await sleep(100);
