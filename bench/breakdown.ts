@@ -24,7 +24,7 @@ export interface ProbeFigure {
 
 export const PROBES: readonly Probe[] = [
   { id: 'select1', label: 'SELECT 1 (the floor)', sql: 'SELECT 1' },
-  { id: 'caller-settings', label: "wrapper step: the caller's changed settings (pg_settings)", sql: 'SELECT pgbg_private.caller_settings()' },
+  { id: 'caller-settings', label: "wrapper step: capture the caller's settings", sql: 'SELECT pgbg_private.caller_settings()' },
   { id: 'stats', label: 'one request to pgbg over dblink, no worker (stats_v2)', sql: 'SELECT * FROM pg_background_stats_v2()' },
   { id: 'launch', label: 'launch_v2 (detached after, untimed)', sql: "SELECT * FROM pg_background_launch_v2('SELECT 1')" },
 ];
