@@ -59,6 +59,7 @@ export class Engine {
    */
   readonly #monitors = new Map<string, Promise<pg.Client>>();
   #closing: Promise<ShutdownReport> | undefined;
+  readonly #controlTail = new WeakMap<pg.Client, Promise<void>>();
   readonly #defaults = new Map<string, { at: number; values: Map<string, string | null> }>();
 
   constructor(options: EngineOptions = {}) {
@@ -210,7 +211,13 @@ export class Engine {
       monitor.catch(() => this.#monitors.delete(login.key));
       this.#monitors.set(login.key, monitor);
     }
-    return (await monitor).query(sql, params);
+    const client = await monitor;
+    // One query at a time per connection (node-postgres no longer queues them for us).
+    const previous = this.#controlTail.get(client) ?? Promise.resolve();
+    const run = previous.then(() => client.query(sql, params));
+    const tail = run.then(() => undefined, () => undefined);
+    this.#controlTail.set(client, tail);
+    return run;
   }
 
   async #shutdown(graceMs: number): Promise<ShutdownReport> {

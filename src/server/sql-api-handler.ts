@@ -124,9 +124,24 @@ export class SqlApiHandler implements WireHandler {
         const fields = await session.describe(ref(req));
         return rows([['position', INT4], ['name', TEXT], ['type_oid', OID]], fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID)]), 'SELECT');
       }
+      case 'describe_v2': {
+        // Also: notices still to raise once the rows are read (-1 while the job runs), so
+        // a job that ended quietly costs the wrapper no notices request.
+        const fields = await session.describe(ref(req));
+        const job = session.entry(ref(req)).job;
+        const pending = job.ended ? String(job.notices.length - (bound.noticesRaised.get(req.pid) ?? 0)) : '-1';
+        return rows(
+          [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4]],
+          fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending]),
+          'SELECT',
+        );
+      }
       case 'result': {
         const raw = await session.rawResult(ref(req));
-        bound.notices.set(req.pid, raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0));
+        const pending = raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0);
+        // Kept only when there is something to fetch: a wrapper told "none" never asks.
+        if (pending.length > 0) bound.notices.set(req.pid, pending);
+        else bound.notices.delete(req.pid);
         bound.noticesRaised.delete(req.pid);
         return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rowBatches: raw.batches, commandTag: 'SELECT' };
       }
@@ -149,7 +164,8 @@ export class SqlApiHandler implements WireHandler {
       case 'wait': {
         await session.wait(ref(req));
         const all = session.entry(ref(req)).job.notices;
-        bound.notices.set(req.pid, all.slice(bound.noticesRaised.get(req.pid) ?? 0));
+        const pending = all.slice(bound.noticesRaised.get(req.pid) ?? 0);
+        if (pending.length > 0) bound.notices.set(req.pid, pending);
         bound.noticesRaised.set(req.pid, all.length);
         return { commandTag: 'WAIT' };
       }

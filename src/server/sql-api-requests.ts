@@ -31,7 +31,7 @@ export const Request = z.discriminatedUnion('op', [
     statement_timeout_ms: z.number().int().min(0).default(0),
     ...gucs,
   }),
-  z.object({ op: z.enum(['describe', 'result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
+  z.object({ op: z.enum(['describe', 'describe_v2', 'result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
   z.object({ op: z.literal('wait_timeout'), ...handle, timeout_ms: z.number().int() }),
   z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0) }),
   z.object({ op: z.enum(['list', 'stats']), ...gucs }),

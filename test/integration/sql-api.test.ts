@@ -21,6 +21,8 @@ describe('SQL API wrappers', () => {
   let connstr: string;
   const secret = randomBytes(16).toString('hex');
   const logins = new Map<string, string>();
+  /** Requests the server received, by op (to check how many round trips a call costs). */
+  const ops = new Map<string, number>();
 
   before(async () => {
     db = await createTestDatabase();
@@ -29,11 +31,17 @@ describe('SQL API wrappers', () => {
     logins.set(decodeURIComponent(login.username), db.url);
     // An explicit credentials mapping: one login per role, never a fallback to another.
     const handler = new SqlApiHandler(engine, (_d, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined));
+    const query = handler.query.bind(handler);
+    handler.query = (text, conn) => {
+      const op = (JSON.parse(text) as { op?: string }).op ?? '?';
+      ops.set(op, (ops.get(op) ?? 0) + 1);
+      return query(text, conn);
+    };
     server = await startWireServer({ handler, logger: testLogger(), authenticate: (u) => (u === 'pgbg' ? { password: secret } : undefined) });
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6, 7]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -307,6 +315,19 @@ describe('SQL API wrappers', () => {
   test('workers run in the caller\'s database, whatever the stored connection string names', async () => {
     const r = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_database()')) AS (d name)");
     assert.deepEqual(r.rows, [{ d: db.name }]);
+  });
+
+  test('a result whose job ended without notices costs no notices request; one with notices does', async () => {
+    const run = async (sql: string) => {
+      const h = (await caller.query('SELECT * FROM pg_background_launch_v2($1)', [sql])).rows[0];
+      // wait_v2_timeout, unlike wait_v2, raises no notices: the job has ended before the result is read.
+      assert.equal((await caller.query('SELECT pg_background_wait_v2_timeout($1, $2, 10000) AS done', [h.pid, h.cookie])).rows[0].done, true);
+      ops.clear();
+      await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (t text)', [h.pid, h.cookie]);
+      return Object.fromEntries(ops);
+    };
+    assert.deepEqual(await run('SELECT 1::text'), { describe_v2: 1, result: 1 });
+    assert.deepEqual(await run("DO $$ BEGIN RAISE NOTICE 'hi'; END $$"), { describe_v2: 1, result: 1, notices: 1 });
   });
 
   test('from DO blocks and triggers: the autonomous audit row survives the rollback', async () => {
