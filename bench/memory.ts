@@ -4,11 +4,9 @@
  * should stay near "baseline + sum of queue sizes + fixed overhead" and come
  * back to baseline.
  *
- * Capacity: `pgbg serve` runs its engine with the default pool caps (64 worker
- * connections per login, 128 overall) and has no flag to raise them, so at
- * most 128 jobs can hold a worker at once; a launch beyond that waits for a
- * worker and, since nothing is being read, would fail after 10 s. The jobs are
- * therefore spread over several login roles, each under its per-login cap.
+ * Capacity: every unread job holds a worker, so the server runs with
+ * `--max-workers 256` (its embedded PostgreSQL gets room for them). The jobs are
+ * spread over several login roles, as an application's callers would be.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';

@@ -59,7 +59,7 @@ function config(quick: boolean): Config {
         warmup: { fast: 200, medium: 100, slow: 20 }, jobs: { fast: 2000, medium: 1000, slow: 200 }, reps: 5, probeJobs: 500,
         largeRows: 1_000_000, largeReps: 3,
         // 4 roles × 32 = 128 jobs: the most the server's pool holds at once (see memory.ts).
-        memory: { roles: 4, jobsPerRole: 32, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 3000, settleMs: 5000, rounds: 2, queryTimeoutMs },
+        memory: { roles: 4, jobsPerRole: 50, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 3000, settleMs: 5000, rounds: 2, queryTimeoutMs },
         deadlineMs: 20 * 60_000, queryTimeoutMs,
       };
 }

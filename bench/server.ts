@@ -50,6 +50,8 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
   const args = [
     ...nodeFlags, 'src/cli/main.ts', 'serve', '--embedded',
     '--data', options.dataDir, '--port', String(port), '--log-level', options.logLevel ?? 'warn',
+    // The memory section holds 200 unread jobs, each on its own worker.
+    '--max-workers', '256', '--max-workers-per-login', '256',
   ];
   const child = spawn(process.execPath, args, { cwd: options.root, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

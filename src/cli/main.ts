@@ -12,6 +12,12 @@ function portNumber(value: string): number {
   return n;
 }
 
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number, 1 or more');
+  return n;
+}
+
 function milliseconds(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('milliseconds: a whole number, 0 or more');
@@ -31,12 +37,15 @@ program
   .option('--passwords <file>', 'worker passwords as JSON {"role": "password"}')
   .option('--trust-socket <dir>', 'a Unix socket directory where worker logins need no password')
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
+  .option('--max-workers <n>', 'most worker connections in all (the pool cap)', positive, 128)
+  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user)', positive, 64)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--log-level <level>', 'pino log level', 'info')
   .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
+    maxWorkers: number; maxWorkersPerLogin: number;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

@@ -34,6 +34,9 @@ export interface ServeOptions {
   trustSocket?: string | undefined;
   graceMs: number;
   logLevel: string;
+  /** Pool caps: worker connections in all and per login. */
+  maxWorkers: number;
+  maxWorkersPerLogin: number;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -44,7 +47,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   let adminUrl: string;
   let credentials;
   if (options.embedded) {
-    embedded = await startEmbeddedPostgres({ dataDir: path.join(options.data, 'pg'), port: options.port ?? 0, trustLocalSocket: true });
+    embedded = await startEmbeddedPostgres({
+      dataDir: path.join(options.data, 'pg'), port: options.port ?? 0, trustLocalSocket: true,
+      // Room for every worker plus the callers, their dblink connections and the server's own.
+      settings: { max_connections: String(Math.max(200, options.maxWorkers + 100)) },
+    });
     adminUrl = embedded.url('postgres');
     credentials = loadCredentials({ host: embedded.host, port: embedded.port, trustSocketDir: embedded.socketDir, pgpassFile: options.pgpass, passwordsFile: options.passwords });
     await writeExtension(embedded.extensionDir, connstr, serverFileOwner());
@@ -64,7 +71,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   let server: RunningServer;
   try {
     await prepareDatabases(adminUrl, connstr, options.embedded, logger);
-    server = await startServer({ journalDatabase: adminUrl, credentials, identity, host: options.listen, logger });
+    server = await startServer({
+      journalDatabase: adminUrl, credentials, identity, host: options.listen, logger,
+      pool: { maxConnections: options.maxWorkers, maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) },
+    });
   } catch (err) {
     await embedded?.stop();
     throw err;
