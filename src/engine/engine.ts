@@ -112,15 +112,9 @@ export class Engine {
 
   // ---- used by sessions and job execution ----
 
-  /** Resolves once the observer has the start on record. */
-  async jobStarted(entry: Entry): Promise<void> {
+  jobStarted(entry: Entry): void {
     this.#running.add(entry);
-    if (!this.observer) return;
-    try {
-      await this.observer.started(jobRecord(entry));
-    } catch (err) {
-      this.logger.error({ pid: entry.job.pid, err: (err as Error).message }, 'job observer failed to record a start');
-    }
+    this.observer?.started(jobRecord(entry));
   }
 
   jobEnded(entry: Entry): void {

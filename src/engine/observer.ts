@@ -21,14 +21,11 @@ export interface JobRecord {
   errorMessage: string | undefined;
 }
 
+/** Called on the launch path: record, queue or hand off, but never block or throw. */
 export interface JobObserver {
-  /**
-   * A job got its worker and its SQL is on the way. The launch reply waits for
-   * the returned promise, so an observer that persists it can promise that no
-   * caller holds a handle the journal does not know.
-   */
-  started(job: JobRecord): Promise<void> | void;
-  /** A job reached its final state. Must not throw. */
+  /** A job got its worker and its SQL is on the way. */
+  started(job: JobRecord): void;
+  /** A job reached its final state. */
   ended(job: JobRecord): void;
 }
 

@@ -285,12 +285,11 @@ export class Session {
       const worker = await this.core.pool.acquire(entry.login, new Set(this.#entries.keys()), entry.abort.signal);
       entry.worker = worker;
       job.markRunning(worker.pid);
-      const recorded = this.core.jobStarted(entry);
+      this.core.jobStarted(entry);
       this.#consumed.delete(worker.pid);
       this.#entries.set(worker.pid, entry);
       this.#stats.launched++;
       entry.settled = executeJob(this.core, entry, worker, plan).then(() => this.#count(entry));
-      await recorded;
       this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
       return { pid: job.pid, cookie: entry.cookie };
     } finally {
