@@ -9,6 +9,7 @@
  */
 import type { ServerMessageFields } from './errors.js';
 import { PgbgError } from './errors.js';
+import { encodeDataRow, type DataRow } from './data-row.js';
 
 export type JobState = 'starting' | 'running' | 'stopped' | 'canceled' | 'error';
 
@@ -22,6 +23,7 @@ export interface FieldInfo {
   columnID: number;
 }
 
+/** A row's values in text format (null for NULL): what the library hands out. */
 export type RawRow = (string | null)[];
 
 export interface Notice extends ServerMessageFields {
@@ -70,7 +72,7 @@ export class Job {
   discarding: boolean;
   consumed = false;
 
-  #rows: RawRow[] = [];
+  #rows: DataRow[] = [];
   #head = 0;
   #bufferedBytes = 0;
   #paused = false;
@@ -118,11 +120,11 @@ export class Job {
     this.#wake();
   }
 
-  pushRow(row: RawRow): void {
+  pushRow(row: DataRow): void {
     if (++this.rowsReceived === 1) this.onFirstRow?.();
     if (this.discarding) return;
     this.#rows.push(row);
-    this.#bufferedBytes += rowBytes(row);
+    this.#bufferedBytes += row.length;
     if (!this.#paused && this.#bufferedBytes >= this.queueSize) {
       this.#paused = true;
       this.onFull();
@@ -134,7 +136,7 @@ export class Job {
     this.commandTags = tags;
     if (!this.fields) {
       this.fields = [COMMAND_TAG_FIELD];
-      if (!this.discarding) for (const tag of tags) this.#rows.push([tag]);
+      if (!this.discarding) for (const tag of tags) this.#rows.push(encodeDataRow([tag]));
     }
   }
 
@@ -171,11 +173,11 @@ export class Job {
   }
 
   /** Takes every row buffered right now (at most `max`); empty when none is. */
-  takeRows(max: number): RawRow[] {
+  takeRows(max: number): DataRow[] {
     const end = Math.min(this.#rows.length, this.#head + max);
     if (end <= this.#head) return [];
     const rows = this.#rows.slice(this.#head, end);
-    for (const row of rows) this.#bufferedBytes -= rowBytes(row);
+    for (const row of rows) this.#bufferedBytes -= row.length;
     if (end === this.#rows.length) {
       this.#rows = [];
       this.#head = 0;
@@ -191,12 +193,12 @@ export class Job {
   }
 
   /** Takes the next buffered row, or undefined when none is buffered right now. */
-  takeRow(): RawRow | undefined {
+  takeRow(): DataRow | undefined {
     if (this.#head >= this.#rows.length) return undefined;
     const row = this.#rows[this.#head]!;
-    this.#rows[this.#head] = undefined as unknown as RawRow;
+    this.#rows[this.#head] = undefined as unknown as DataRow;
     this.#head++;
-    this.#bufferedBytes -= rowBytes(row);
+    this.#bufferedBytes -= row.length;
     if (this.#head > 1024 && this.#head * 2 > this.#rows.length) {
       this.#rows = this.#rows.slice(this.#head);
       this.#head = 0;
@@ -228,12 +230,3 @@ export class Job {
   }
 }
 
-/**
- * The bytes a buffered row accounts for: its text plus a fixed per-field
- * overhead, matching the DataRow message size closely enough to bound memory.
- */
-export function rowBytes(row: RawRow): number {
-  let n = 6;
-  for (const v of row) n += 4 + (v === null ? 0 : v.length);
-  return n;
-}

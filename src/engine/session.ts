@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
 import { errors, PgbgError, SqlState } from './errors.js';
 import { Job, type RawRow } from './job.js';
+import { decodeDataRow, type DataRow } from './data-row.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
@@ -128,7 +129,7 @@ export class Session {
     const failure = () => this.#failure(entry);
     const forget = () => this.#forget(entry, true);
     // Rows leave in the batches they are buffered in: a relay pays one await per batch, not per row.
-    async function* batches(): AsyncGenerator<RawRow[]> {
+    async function* dataRows(): AsyncGenerator<DataRow[]> {
       try {
         while (true) {
           const rows = job.takeRows(BATCH_ROWS);
@@ -146,11 +147,15 @@ export class Session {
         forget();
       }
     }
+    const wire = dataRows();
+    async function* batches(): AsyncGenerator<RawRow[]> {
+      for await (const batch of wire) yield batch.map(decodeDataRow);
+    }
     const batched = batches();
     async function* rows(): AsyncGenerator<RawRow> {
       for await (const batch of batched) yield* batch;
     }
-    return { fields, rows: rows(), batches: batched, commandTags: () => job.commandTags, notices: job.notices };
+    return { fields, rows: rows(), batches: batched, dataRows: wire, commandTags: () => job.commandTags, notices: job.notices };
   }
 
   /**

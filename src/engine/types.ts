@@ -79,6 +79,8 @@ export interface RawResult {
   rows: AsyncIterable<RawRow>;
   /** The same rows, in the batches they were buffered in; read either `rows` or `batches`, not both. */
   batches: AsyncIterable<RawRow[]>;
+  /** The same rows as DataRow protocol messages, as the worker sent them (what the SQL API relays); read one of the three. */
+  dataRows: AsyncIterable<Buffer[]>;
   commandTags(): string[];
   notices: Notice[];
 }

@@ -143,7 +143,7 @@ export class SqlApiHandler implements WireHandler {
         if (pending.length > 0) bound.notices.set(req.pid, pending);
         else bound.notices.delete(req.pid);
         bound.noticesRaised.delete(req.pid);
-        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), rowBatches: raw.batches, commandTag: 'SELECT' };
+        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), dataRows: raw.dataRows, commandTag: 'SELECT' };
       }
       case 'notices': {
         const notices = bound.notices.get(req.pid) ?? [];

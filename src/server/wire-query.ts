@@ -66,33 +66,33 @@ function checkSet(set: SetStatement): void {
 async function sendResult(out: WireOutput, result: WireResult): Promise<void> {
   const fields = result.fields;
   if (fields) out.write(rowDescription(fields));
-  const batches = result.rowBatches ?? (result.rows ? oneRowBatches(result.rows) : undefined);
-  if (batches) {
+  if ((result.rows || result.dataRows) && !fields) {
     // DataRow without a RowDescription, or with another column count, makes libpq drop the connection.
-    if (!fields) throw new Error('wire handler returned rows without fields');
-    const packer = new DataRowPacker(fields.length);
-    const send = async () => {
-      const chunk = packer.take();
-      if (chunk && !out.write(chunk)) await out.drain();
-    };
-    for await (const batch of batches) {
+    throw new Error('wire handler returned rows without fields');
+  }
+  if (result.dataRows) {
+    for await (const batch of result.dataRows) {
       if (out.closed) break;
-      for (const row of batch) {
-        packer.add(row);
-        if (packer.size >= PACK_BYTES) await send();
-      }
-      // What arrived so far goes out now: the client is not kept waiting for a full pack.
-      await send();
+      let writable = true;
+      for (const row of batch) if (!out.write(row)) writable = false;
+      if (!writable) await out.drain();
     }
+  } else if (result.rows) {
+    const packer = new DataRowPacker(fields!.length);
+    for await (const row of result.rows) {
+      if (out.closed) break;
+      packer.add(row);
+      if (packer.size >= PACK_BYTES) {
+        if (!out.write(packer.take()!)) await out.drain();
+      }
+    }
+    const rest = packer.take();
+    if (rest) out.write(rest);
   }
   out.write(commandComplete(result.commandTag));
 }
 
 const PACK_BYTES = 64 * 1024;
-
-async function* oneRowBatches(rows: Iterable<(string | null)[]> | AsyncIterable<(string | null)[]>): AsyncGenerator<(string | null)[][]> {
-  for await (const row of rows) yield [row];
-}
 
 export async function runSimpleQuery(ctx: QueryContext, sql: string, signal: AbortSignal): Promise<void> {
   const { out } = ctx;

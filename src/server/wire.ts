@@ -30,8 +30,11 @@ export interface WireResult {
   fields?: WireField[];
   /** Text-format values, one array per row, as many values as `fields`. */
   rows?: Iterable<(string | null)[]> | AsyncIterable<(string | null)[]>;
-  /** Instead of `rows`: the rows in batches (a large result relays with one await per batch). */
-  rowBatches?: AsyncIterable<(string | null)[][]>;
+  /**
+   * Instead of `rows`: complete DataRow messages, in batches, sent as they are
+   * (a worker's rows relayed without decoding). They must match `fields`.
+   */
+  dataRows?: AsyncIterable<Buffer[]>;
   /** e.g. 'SELECT 3', 'INSERT 0 1'. */
   commandTag: string;
 }

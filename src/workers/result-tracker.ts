@@ -7,7 +7,8 @@
  *
  * Pure: no sockets, no timers — the worker connection feeds it.
  */
-import type { FieldInfo, Job, RawRow } from '../engine/job.js';
+import type { DataRow } from '../engine/data-row.js';
+import type { FieldInfo, Job } from '../engine/job.js';
 
 export class ResultTracker {
   #index = 0;
@@ -42,7 +43,7 @@ export class ResultTracker {
     if (this.#isLast) this.job.setFields(fields);
   }
 
-  dataRow(row: RawRow): void {
+  dataRow(row: DataRow): void {
     if (this.#isLast) this.job.pushRow(row);
   }
 

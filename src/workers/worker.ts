@@ -10,6 +10,8 @@ import type { FieldInfo, Job } from '../engine/job.js';
 import { PROGRESS_SQLSTATE, parseProgress } from '../engine/progress.js';
 import { ResultTracker } from './result-tracker.js';
 import { sendCancelRequest } from './cancel.js';
+import { RelaySocket } from './relay-socket.js';
+import { encodeDataRow } from '../engine/data-row.js';
 
 export interface RunOutcome {
   /** The first error the server sent for this query, if any. */
@@ -53,8 +55,9 @@ class JobSubmission {
       })),
     );
   }
+  /** Only when the socket could not relay DataRows itself (TLS): re-encode what node-postgres decoded. */
   handleDataRow(msg: ProtocolMessage): void {
-    this.tracker.dataRow(msg.fields as (string | null)[]);
+    this.tracker.dataRow(encodeDataRow(msg.fields as (string | null)[]));
   }
   handleCommandComplete(msg: ProtocolMessage): void {
     this.tracker.commandComplete(msg.text ?? '');
@@ -110,6 +113,7 @@ export class WorkerConnection {
   private constructor(
     private readonly client: pg.Client,
     private readonly logger: Logger,
+    private readonly relay: RelaySocket | undefined,
   ) {
     client.on('notice', (msg) => this.#onNotice(msg));
     client.on('error', (err) => {
@@ -122,9 +126,11 @@ export class WorkerConnection {
   }
 
   static async open(options: WorkerOptions): Promise<WorkerConnection> {
-    const client = new pg.Client({ ...options.config, application_name: 'pgbg worker' });
+    // Over TLS our socket only sees ciphertext, so DataRows then take node-postgres' path.
+    const relay = options.config.ssl ? undefined : new RelaySocket();
+    const client = new pg.Client({ ...options.config, application_name: 'pgbg worker', ...(relay ? { stream: () => relay } : {}) });
     await client.connect();
-    return new WorkerConnection(client, options.logger);
+    return new WorkerConnection(client, options.logger, relay);
   }
 
   get pid(): number {
@@ -145,12 +151,14 @@ export class WorkerConnection {
     this.jobsRun++;
     job.onFull = () => this.#pause();
     job.onDrain = () => this.#resume();
+    if (this.relay) this.relay.rowSink = (row) => tracker.dataRow(row);
     return new Promise<RunOutcome>((resolve) => {
       const submission = new JobSubmission(text, tracker, resolve, () => this.#txStatus());
       void this.client.query(submission as unknown as pg.QueryConfig);
     }).finally(() => {
       job.onFull = () => undefined;
       job.onDrain = () => undefined;
+      if (this.relay) this.relay.rowSink = undefined;
       this.#resume();
       this.#job = undefined;
     });

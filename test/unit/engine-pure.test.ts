@@ -1,3 +1,5 @@
+import { DataRowSplitter } from '../../src/workers/relay-socket.js';
+import { decodeDataRow, encodeDataRow } from '../../src/engine/data-row.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
@@ -53,7 +55,7 @@ describe('limits', () => {
 describe('result tracking (pure, message by message)', () => {
   const drain = (job: Job) => {
     const rows = [];
-    for (let r = job.takeRow(); r; r = job.takeRow()) rows.push(r);
+    for (let r = job.takeRow(); r; r = job.takeRow()) rows.push(decodeDataRow(r));
     return rows;
   };
 
@@ -61,14 +63,14 @@ describe('result tracking (pure, message by message)', () => {
     const job = new Job('x', 65536, false);
     const t = new ResultTracker(job, 1, 2);
     t.rowDescription([field('setup')]);
-    t.dataRow(['ignored']);
+    t.dataRow(encodeDataRow(['ignored']));
     t.commandComplete('SELECT 1');
     t.rowDescription([field('a')]);
-    t.dataRow(['1']);
+    t.dataRow(encodeDataRow(['1']));
     t.commandComplete('SELECT 1');
     t.rowDescription([field('b')]);
-    t.dataRow(['2']);
-    t.dataRow(['3']);
+    t.dataRow(encodeDataRow(['2']));
+    t.dataRow(encodeDataRow(['3']));
     t.commandComplete('SELECT 2');
     assert.deepEqual(job.fields?.map((f) => f.name), ['b']);
     assert.deepEqual(drain(job), [['2'], ['3']]);
@@ -79,7 +81,7 @@ describe('result tracking (pure, message by message)', () => {
     const job = new Job('x', 65536, false);
     const t = new ResultTracker(job, 0, 3);
     t.rowDescription([field('a')]);
-    t.dataRow(['1']);
+    t.dataRow(encodeDataRow(['1']));
     t.commandComplete('SELECT 1');
     t.commandComplete('INSERT 0 1');
     t.commandComplete('UPDATE 2');
@@ -95,7 +97,7 @@ describe('result tracking (pure, message by message)', () => {
     job.onDrain = () => resumed++;
     const t = new ResultTracker(job, 0, 1);
     t.rowDescription([field('a')]);
-    for (let i = 0; i < 100; i++) t.dataRow(['x'.repeat(100)]);
+    for (let i = 0; i < 100; i++) t.dataRow(encodeDataRow(['x'.repeat(100)]));
     assert.equal(paused, 1);
     assert.ok(job.stalled);
     // Rows of the socket read already under way still arrive: 100 rows are buffered.
@@ -113,9 +115,51 @@ describe('result tracking (pure, message by message)', () => {
     job.onFull = () => paused++;
     const t = new ResultTracker(job, 0, 1);
     t.rowDescription([field('a')]);
-    for (let i = 0; i < 1000; i++) t.dataRow(['x'.repeat(100)]);
+    for (let i = 0; i < 1000; i++) t.dataRow(encodeDataRow(['x'.repeat(100)]));
     assert.equal(paused, 0);
     assert.equal(job.bufferedRows, 0);
     assert.equal(job.rowsReceived, 1000);
+  });
+});
+
+describe('DataRow messages (pure)', () => {
+  test('encode and decode round-trip text, empty strings, NULLs and multi-byte text', () => {
+    const values = ['1', '', null, 'snow ☃ man', '𝄞'.repeat(3)];
+    const row = encodeDataRow(values);
+    assert.equal(row[0], 0x44);
+    assert.equal(row.readInt32BE(1), row.length - 1);
+    assert.deepEqual(decodeDataRow(row), values);
+  });
+
+  test('the splitter hands over DataRows and passes everything else, in order, however the bytes are cut', () => {
+    const rd = Buffer.from([0x54, 0, 0, 0, 6, 0, 0]); // RowDescription with no fields
+    const rows = [encodeDataRow(['a', null]), encodeDataRow(['']), encodeDataRow(['☃'.repeat(40)])];
+    const cc = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 3\0')]);
+    const rfq = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+    const stream = Buffer.concat([rd, ...rows, cc, rfq]);
+    const expected = ['pass:' + rd.toString('hex'), ...rows.map((r) => 'row:' + r.toString('hex')), 'pass:' + Buffer.concat([cc, rfq]).toString('hex')];
+    let cuts = 0;
+    // Every single cut point, and a few two-cut splits: the output must not depend on chunking.
+    for (let a = 1; a < stream.length; a++) {
+      for (const b of [a, Math.min(stream.length, a + 3), Math.min(stream.length, a + 17)]) {
+        const splitter = new DataRowSplitter();
+        const out: string[] = [];
+        let passed = Buffer.alloc(0);
+        const flushPassed = () => {
+          if (passed.length) out.push('pass:' + passed.toString('hex'));
+          passed = Buffer.alloc(0);
+        };
+        for (const chunk of [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]) {
+          splitter.feed(chunk, (bytes) => (passed = Buffer.concat([passed, bytes])), (row) => {
+            flushPassed();
+            out.push('row:' + row.toString('hex'));
+          });
+        }
+        flushPassed();
+        assert.deepEqual(out, expected, `cut at ${a}/${b}`);
+        cuts++;
+      }
+    }
+    assert.ok(cuts > 100, `covered ${cuts} ways to cut the stream`);
   });
 });
