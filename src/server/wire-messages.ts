@@ -12,6 +12,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Writer } from 'pg-protocol/dist/buffer-writer.js';
+import { encodeDataRow } from '../engine/data-row.js';
 
 /** The ErrorResponse/NoticeResponse field a name maps to (protocol-error-fields.html). */
 const FIELD_CODES = {
@@ -79,81 +80,7 @@ export function rowDescription(fields: readonly FieldDescription[]): Buffer {
 }
 
 export function dataRow(values: readonly (string | null)[]): Buffer {
-  const w = new Writer().addInt16(values.length);
-  for (const v of values) {
-    if (v === null) w.addInt32(-1);
-    else w.addInt32PrefixedString(v);
-  }
-  return w.flush(CODE.dataRow);
-}
-
-/**
- * DataRow messages packed back to back into one buffer: a large result leaves
- * in 64 kB writes, each row encoded straight into place (no per-row buffer).
- */
-export class DataRowPacker {
-  #buf: Buffer;
-  #pos = 0;
-
-  constructor(private readonly columns: number, private readonly capacity = 64 * 1024) {
-    this.#buf = Buffer.allocUnsafe(capacity);
-  }
-
-  get size(): number {
-    return this.#pos;
-  }
-
-  /** Appends one row; throws when it does not have `columns` text-or-null values. */
-  add(values: readonly unknown[]): void {
-    if (!Array.isArray(values) || values.length !== this.columns) throw new Error(`a row does not match its ${this.columns} text fields`);
-    // UTF-8 needs at most 3 bytes per UTF-16 code unit: room for that, then the exact length is written.
-    let most = 7;
-    for (const v of values) {
-      if (v === null) most += 4;
-      else if (typeof v === 'string') most += 4 + v.length * 3;
-      else throw new Error(`a row does not match its ${this.columns} text fields`);
-    }
-    if (this.#pos + most > this.#buf.length) this.#grow(most);
-    const buf = this.#buf;
-    const start = this.#pos;
-    let pos = start + 5;
-    buf[start] = 0x44; // 'D'
-    buf.writeInt16BE(values.length, pos);
-    pos += 2;
-    for (const v of values as (string | null)[]) {
-      if (v === null) {
-        buf.writeInt32BE(-1, pos);
-        pos += 4;
-      } else {
-        const n = buf.write(v, pos + 4, 'utf8');
-        buf.writeInt32BE(n, pos);
-        pos += 4 + n;
-      }
-    }
-    buf.writeInt32BE(pos - start - 1, start + 1);
-    this.#pos = pos;
-  }
-
-  /** The packed rows so far (the packer starts a new buffer); undefined when empty. */
-  take(): Buffer | undefined {
-    if (this.#pos === 0) return undefined;
-    let out: Buffer;
-    if (this.#pos * 4 < this.#buf.length) {
-      // A small pack: copy it out and keep the big buffer for the next ones.
-      out = Buffer.from(this.#buf.subarray(0, this.#pos));
-    } else {
-      out = this.#buf.subarray(0, this.#pos);
-      this.#buf = Buffer.allocUnsafe(this.capacity);
-    }
-    this.#pos = 0;
-    return out;
-  }
-
-  #grow(most: number): void {
-    const kept = this.#buf.subarray(0, this.#pos);
-    this.#buf = Buffer.allocUnsafe(Math.max(this.capacity, this.#pos + most));
-    kept.copy(this.#buf);
-  }
+  return encodeDataRow(values);
 }
 
 export function commandComplete(tag: string): Buffer {

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { PgbgError, SqlState } from '../engine/errors.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { errorFieldsFor } from './wire-errors.js';
-import { commandComplete, DataRowPacker, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
+import { commandComplete, dataRow, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
 import type { WireOutput } from './wire-socket.js';
 
 export interface QueryContext {
@@ -78,21 +78,16 @@ async function sendResult(out: WireOutput, result: WireResult): Promise<void> {
       if (!writable) await out.drain();
     }
   } else if (result.rows) {
-    const packer = new DataRowPacker(fields!.length);
     for await (const row of result.rows) {
       if (out.closed) break;
-      packer.add(row);
-      if (packer.size >= PACK_BYTES) {
-        if (!out.write(packer.take()!)) await out.drain();
+      if (!Array.isArray(row) || row.length !== fields!.length || row.some((v) => v !== null && typeof v !== 'string')) {
+        throw new Error(`wire handler returned a row that does not match its ${fields!.length} text fields`);
       }
+      if (!out.write(dataRow(row))) await out.drain();
     }
-    const rest = packer.take();
-    if (rest) out.write(rest);
   }
   out.write(commandComplete(result.commandTag));
 }
-
-const PACK_BYTES = 64 * 1024;
 
 export async function runSimpleQuery(ctx: QueryContext, sql: string, signal: AbortSignal): Promise<void> {
   const { out } = ctx;

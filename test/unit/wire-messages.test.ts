@@ -12,7 +12,6 @@ import {
   classifyInitialPacket,
   commandComplete,
   dataRow,
-  DataRowPacker,
   emptyQueryResponse,
   errorResponse,
   negotiateProtocolVersion,
@@ -209,15 +208,4 @@ test('the startup guard rejects impossible first lengths as soon as it sees them
   const tiny = Buffer.alloc(4);
   tiny.writeInt32BE(4, 0);
   assert.equal(new StartupLengthGuard().accept(tiny), false);
-});
-
-test('DataRowPacker packs rows byte for byte like dataRow, also past its capacity; refuses rows of the wrong shape', () => {
-  const rows: (string | null)[][] = [['1', null], ['', 'snow ☃ man'], ['𝄞'.repeat(50), 'x'.repeat(300)], [null, '']];
-  const packer = new DataRowPacker(2, 128);
-  for (const r of rows) packer.add(r);
-  assert.deepEqual(packer.take(), Buffer.concat(rows.map((r) => dataRow(r))));
-  assert.equal(packer.take(), undefined);
-  assert.equal(packer.size, 0);
-  assert.throws(() => packer.add(['only one']), /2 text fields/);
-  assert.throws(() => packer.add(['1', 2 as unknown as string]), /2 text fields/);
 });
