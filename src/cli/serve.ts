@@ -11,7 +11,7 @@ import { parse as parseConnstr } from 'pg-connection-string';
 import { pino, type Logger } from 'pino';
 import { serverFileOwner, startEmbeddedPostgres, type EmbeddedServer } from '../embedded/postgres.js';
 import { writeExtension } from '../install/extension.js';
-import { install, setServer } from '../install/install.js';
+import { install, setServer, upgradeExtension } from '../install/install.js';
 import { loadCredentials } from '../server/credentials.js';
 import { apiConnstr, loadIdentity } from '../server/identity.js';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -127,6 +127,7 @@ async function prepareDatabases(adminUrl: string, connstr: string, installHere: 
       const { applied } = await install(admin, { serverConnstr: connstr });
       if (applied.length > 0) logger.info({ applied }, 'SQL API installed');
     } else {
+      await upgradeExtension(admin);
       await setServer(admin, connstr);
     }
     const { rows } = await admin.query<{ datname: string }>(
@@ -142,6 +143,8 @@ async function prepareDatabases(adminUrl: string, connstr: string, installHere: 
     const c = new pg.Client({ connectionString: u.toString() });
     try {
       await c.connect();
+      const upgraded = await upgradeExtension(c);
+      if (upgraded.length > 0) logger.info({ database: datname, applied: upgraded }, 'CREATE EXTENSION pg_background upgraded');
       if (await setServer(c, connstr)) logger.info({ database: datname }, 'SQL API pointed at this server');
     } catch (err) {
       logger.warn({ database: datname, err: (err as Error).message }, 'could not check this database for the SQL API');

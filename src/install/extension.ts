@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { migrations, SQL_DIR } from './install.js';
+import { EXTENSION_DBLINK_SCHEMA, migrations, SQL_DIR } from './install.js';
 
 export const EXTENSION_NAME = 'pg_background';
 export const EXTENSION_VERSION = '1.8';
@@ -30,7 +30,8 @@ REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dbl
   pgbg_private.dblink(text, text), pgbg_private.dblink_exec(text, text) FROM PUBLIC;
 `;
 
-export async function extensionScript(serverConnstr: string): Promise<string> {
+/** `upTo` stops at that migration (to test upgrades of an older extension). */
+export async function extensionScript(serverConnstr: string, upTo?: number): Promise<string> {
   const parts = [
     `\\echo Use "CREATE EXTENSION ${EXTENSION_NAME}" to load this file. \\quit`,
     'CREATE SCHEMA pgbg_private;',
@@ -39,8 +40,9 @@ export async function extensionScript(serverConnstr: string): Promise<string> {
   ];
   const versions: number[] = [];
   for (const m of await migrations()) {
+    if (upTo !== undefined && m.version > upTo) break;
     const text = await readFile(path.join(SQL_DIR, m.file), 'utf8');
-    parts.push(text.replaceAll('@schema@', '@extschema@').replaceAll('@dblink@', 'pgbg_private'));
+    parts.push(text.replaceAll('@schema@', '@extschema@').replaceAll('@dblink@', EXTENSION_DBLINK_SCHEMA));
     versions.push(m.version);
   }
   // Lets `pgbg install` and `uninstall` see what is there.
@@ -63,11 +65,13 @@ export function controlFile(): string {
 }
 
 /** Writes the control file and script into `dir`; `owner` is the PostgreSQL OS user when it differs from ours. */
-export async function writeExtension(dir: string, serverConnstr: string, owner?: { uid: number; gid: number }): Promise<void> {
+export async function writeExtension(
+  dir: string, serverConnstr: string, owner?: { uid: number; gid: number }, upTo?: number,
+): Promise<void> {
   const control = path.join(dir, `${EXTENSION_NAME}.control`);
   const script = path.join(dir, `${EXTENSION_NAME}--${EXTENSION_VERSION}.sql`);
   await writeFile(control, controlFile(), { mode: 0o644 });
-  await writeFile(script, await extensionScript(serverConnstr), { mode: 0o600 });
+  await writeFile(script, await extensionScript(serverConnstr, upTo), { mode: 0o600 });
   await chmod(script, 0o600);
   if (owner) await chown(script, owner.uid, owner.gid);
 }

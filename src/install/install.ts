@@ -27,6 +27,8 @@ export interface InstallReport {
 }
 
 export const SQL_DIR = path.join(import.meta.dirname, 'sql');
+/** Where CREATE EXTENSION pg_background binds dblink's C functions (it cannot create the dblink extension). */
+export const EXTENSION_DBLINK_SCHEMA = 'pgbg_private';
 
 /** Every object the API creates in its schema, for uninstall. */
 const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress'];
@@ -51,11 +53,18 @@ export async function installedSchema(client: pg.ClientBase): Promise<string | u
 export async function install(client: pg.ClientBase, options: InstallOptions): Promise<InstallReport> {
   const schemaName = options.schema ?? 'public';
   const schema = quoteIdent(schemaName);
-  const applied: number[] = [];
   await client.query('BEGIN');
   try {
     // One installer at a time per database: a second one waits, then finds nothing to do.
     await client.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgbg install'))");
+    const extension = await extensionSchema(client);
+    if (extension !== undefined) {
+      // Installed with CREATE EXTENSION: upgrade it as such (dblink bound in pgbg_private).
+      const applied = await applyMissing(client, extension, EXTENSION_DBLINK_SCHEMA, options.upTo);
+      await setServer(client, options.serverConnstr);
+      await client.query('COMMIT');
+      return { applied, schema: extension };
+    }
     const existing = await installedSchema(client);
     if (existing !== undefined && existing !== schemaName) {
       throw new PgbgError(SqlState.invalidParameterValue, `the pgbg SQL API is already installed in schema "${existing}"`, {
@@ -71,19 +80,60 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
     await client.query('CREATE SCHEMA IF NOT EXISTS pgbg_private');
     await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
     await client.query('CREATE TABLE IF NOT EXISTS pgbg_private.migrations (version int PRIMARY KEY, schema_name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
-    const done = new Set((await client.query<{ version: number }>('SELECT version FROM pgbg_private.migrations')).rows.map((r) => r.version));
-    for (const m of await migrations()) {
-      if (done.has(m.version) || (options.upTo !== undefined && m.version > options.upTo)) continue;
-      const text = (await readFile(path.join(SQL_DIR, m.file), 'utf8')).replaceAll('@schema@', schema).replaceAll('@dblink@', dblink);
-      await client.query(text);
-      await client.query('INSERT INTO pgbg_private.migrations (version, schema_name) VALUES ($1, $2)', [m.version, schemaName]);
-      applied.push(m.version);
-    }
+    const applied = await applyMissing(client, schemaName, dblink, options.upTo);
     await setServer(client, options.serverConnstr);
     await client.query('COMMIT');
     return { applied, schema: schemaName };
   } catch (err) {
     await client.query('ROLLBACK');
+    throw err;
+  }
+}
+
+/** The schema of CREATE EXTENSION pg_background, or undefined when it is not installed that way. */
+async function extensionSchema(client: pg.ClientBase): Promise<string | undefined> {
+  const { rows } = await client.query<{ nspname: string }>(
+    "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_background'",
+  );
+  return rows[0]?.nspname;
+}
+
+/** Applies the migrations a database lacks, in order; returns their versions. */
+async function applyMissing(client: pg.ClientBase, schemaName: string, dblinkSchema: string, upTo?: number): Promise<number[]> {
+  const applied: number[] = [];
+  const done = new Set((await client.query<{ version: number }>('SELECT version FROM pgbg_private.migrations')).rows.map((r) => r.version));
+  for (const m of await migrations()) {
+    if (done.has(m.version) || (upTo !== undefined && m.version > upTo)) continue;
+    const text = (await readFile(path.join(SQL_DIR, m.file), 'utf8')).replaceAll('@schema@', quoteIdent(schemaName)).replaceAll('@dblink@', dblinkSchema);
+    await client.query(text);
+    await client.query('INSERT INTO pgbg_private.migrations (version, schema_name) VALUES ($1, $2)', [m.version, schemaName]);
+    applied.push(m.version);
+  }
+  return applied;
+}
+
+/**
+ * Brings an API installed with CREATE EXTENSION pg_background up to this
+ * version's migrations (the extension keeps its version, 1.8, so PostgreSQL's
+ * own update scripts do not apply). Objects replaced stay extension members;
+ * new ones live in pgbg_private or the extension's schema, and uninstall drops
+ * them with the extension. Returns the versions applied (empty: none, or no
+ * extension here).
+ */
+export async function upgradeExtension(client: pg.ClientBase): Promise<number[]> {
+  await client.query('BEGIN');
+  try {
+    await client.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgbg install'))");
+    const schema = await extensionSchema(client);
+    if (schema === undefined || (await installedSchema(client)) === undefined) {
+      await client.query('ROLLBACK');
+      return [];
+    }
+    const applied = await applyMissing(client, schema, EXTENSION_DBLINK_SCHEMA);
+    await client.query('COMMIT');
+    return applied;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
 }
@@ -118,7 +168,8 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
   try {
     const ext = await client.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_background'");
     if (ext.rowCount) {
-      await client.query('DROP EXTENSION pg_background');
+      // CASCADE: objects later migrations added are ours too (see upgradeExtension).
+      await client.query('DROP EXTENSION pg_background CASCADE');
     } else {
       const schemaName = await installedSchema(client);
       if (schemaName === undefined) {
