@@ -68,7 +68,7 @@ describe('pgbg install / serve --database / uninstall', () => {
   test('install into a schema of its own; a re-run is a no-op; another schema is refused', () => {
     const first = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /installed the SQL API in schema bg \(migrations 1, 2, 3, 4, 5, 6, 7\)/);
+    assert.match(first.stdout, /installed the SQL API in schema bg \(migrations 1, 2, 3, 4, 5, 6, 7, 8\)/);
     const again = pgbg('install', '--database', db.url, '--schema', 'bg', '--data', data);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /was up to date/);
@@ -152,7 +152,7 @@ describe('pgbg install / serve --database / uninstall', () => {
     });
     const r = pgbg('install', '--database', db.url, '--data', data);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\(migrations 3, 4, 5, 6, 7\)/);
+    assert.match(r.stdout, /\(migrations 3, 4, 5, 6, 7, 8\)/);
     await withClient(db.url, async (c) => {
       assert.notEqual((await c.query("SELECT to_regproc('public.pg_background_progress') AS f")).rows[0].f, null);
       const srv = await c.query('SELECT connstr FROM pgbg_private.server');

@@ -41,7 +41,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6, 7, 8]);
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -390,5 +390,12 @@ describe('SQL API wrappers', () => {
     const r = await caller.query('SELECT * FROM pg_background_result(pg_background_launch($1)) AS (tz text, wm text, seq text, ds text)', [sql]);
     assert.deepEqual(r.rows, [{ tz: 'Asia/Tokyo', wm: '48MB', seq: 'off', ds: 'ISO, MDY' }]);
     await caller.query('RESET TimeZone; RESET work_mem; RESET enable_seqscan');
+    // Application settings travel when named in pgbg.carry_settings; a duplicate name or a missing one does no harm.
+    const tenant = "SELECT * FROM pg_background_result(pg_background_launch('SELECT current_setting(''myapp.tenant'', true)')) AS (t text)";
+    await caller.query("SET myapp.tenant = 't42'");
+    assert.deepEqual((await caller.query(tenant)).rows, [{ t: null }], 'not carried unless named');
+    await caller.query("SET pgbg.carry_settings = 'myapp.tenant, myapp.absent,TimeZone'");
+    assert.deepEqual((await caller.query(tenant)).rows, [{ t: 't42' }]);
+    await caller.query('RESET pgbg.carry_settings; RESET myapp.tenant');
   });
 });
