@@ -372,21 +372,9 @@ describe('pool: exhaustion', () => {
     return g;
   }
 
-  test("'queue' with a short acquireTimeoutMs: 53000 naming maxConnectionsPerLogin", async () => {
-    const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 500, whenExhausted: 'queue' });
-    const g = gate();
-    await g.hold(db.url);
-    const h1 = await fx.session.launch(Gate.waitSql);
-    const other = fx.engine.session({ connection: db.url });
-    await assert.rejects(other.launch('SELECT 1'), noCapacity(/maxConnectionsPerLogin/));
-    assert.equal(fx.session.entry(h1).job.ended, false);
-    await g.release();
-    assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
-    other.close();
-  });
-
-  test("'fail': the second launch fails at once, while the first job still runs", async () => {
-    const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 30_000, whenExhausted: 'fail' });
+  /** With one worker per login held by a running job, a second launch is refused (53000) while the first job keeps running. */
+  async function secondLaunchRefused(pool: Parameters<typeof fixture>[0]): Promise<void> {
+    const fx = await fixture(pool);
     const g = gate();
     await g.hold(db.url);
     const h1 = await fx.session.launch(Gate.waitSql);
@@ -398,7 +386,13 @@ describe('pool: exhaustion', () => {
     await g.release();
     assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
     other.close();
-  });
+  }
+
+  test("'queue' with a short acquireTimeoutMs: 53000 naming maxConnectionsPerLogin", () =>
+    secondLaunchRefused({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 500, whenExhausted: 'queue' }));
+
+  test("'fail': the second launch fails at once, while the first job still runs", () =>
+    secondLaunchRefused({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 30_000, whenExhausted: 'fail' }));
 
   test("'queue' with a long acquireTimeoutMs: the second launch starts once the first job ends", async () => {
     const fx = await fixture({ maxConnectionsPerLogin: 1, acquireTimeoutMs: 60_000, whenExhausted: 'queue' });
