@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import type { Engine, Session } from '../src/index.js';
+import { CpuMeter, type CpuByClass } from './cpu.js';
 import { lit, nowMs, waitUntil } from './util.js';
 
 export type JobKind = 'insert' | 'select1';
@@ -21,8 +22,8 @@ export interface BenchContext {
   callers: pg.Client[];
   /** For bookkeeping queries outside the timed loops. */
   admin: pg.Client;
-  /** CPU time the pgbg server process has used so far, in ms. */
-  serverCpuMs: () => Promise<number>;
+  /** CPU time of every process taking part (pgbg server, backends, the bench itself). */
+  cpu: CpuMeter;
   engine: Engine;
   /** One library session per caller, its launcher being that caller's connection. */
   sessions: Session[];
@@ -132,8 +133,8 @@ export const PATHS: readonly PathDef[] = [
 export interface BatchResult {
   latencies: number[];
   wallMs: number;
-  /** CPU the pgbg server process used during the batch. */
-  serverCpuMs: number;
+  /** CPU each class of process used during the batch, in ms. */
+  cpu: CpuByClass;
 }
 
 /**
@@ -147,7 +148,7 @@ export async function runBatch(ctx: BenchContext, path: PathDef, kind: JobKind, 
   const awaitCommits = path.detached && kind === 'insert';
   const before = awaitCommits ? await countRows() : 0;
   const latencies: number[] = [];
-  const cpu0 = await ctx.serverCpuMs();
+  const cpu0 = await ctx.cpu.snapshot();
   const t0 = nowMs();
   await Promise.all(
     Array.from({ length: callers }, async (_, c) => {
@@ -159,5 +160,5 @@ export async function runBatch(ctx: BenchContext, path: PathDef, kind: JobKind, 
     await waitUntil(async () => (await countRows()) >= expected, settleTimeoutMs, `${path.id}: detached INSERTs committing`);
   }
   const wallMs = nowMs() - t0;
-  return { latencies, wallMs, serverCpuMs: (await ctx.serverCpuMs()) - cpu0 };
+  return { latencies, wallMs, cpu: CpuMeter.diff(cpu0, await ctx.cpu.snapshot()) };
 }

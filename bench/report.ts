@@ -3,6 +3,7 @@ import type { BenchResults, LargeFigure, LatencyFigure, TargetCheck } from './re
 import type { Spread } from './stats.js';
 import type { MemoryResult } from './memory.js';
 import type { ProbeFigure } from './breakdown.js';
+import { CPU_CLASSES } from './cpu.js';
 
 const MB = 1024 * 1024;
 
@@ -64,6 +65,22 @@ export function latencyTable(figures: LatencyFigure[]): string {
   }
   out.push('  (pgbg CPU ms: CPU time of the pgbg server process per job, median over repetitions)');
   return out.join('\n');
+}
+
+/** Where the CPU of one job goes, by process, for the INSERT job at the most callers measured. */
+export function cpuTable(figures: LatencyFigure[]): string {
+  const callers = Math.max(...figures.map((f) => f.callers));
+  const group = figures.filter((f) => f.kind === 'insert' && f.callers === callers && f.cpuMsPerJob);
+  const widths = [42, ...CPU_CLASSES.map(() => 9), 9, 8];
+  const total = (f: LatencyFigure) => CPU_CLASSES.reduce((sum, c) => sum + f.cpuMsPerJob[c].median, 0);
+  const floor = group.find((f) => f.path === 'floor');
+  return [
+    `CPU ms per job by process: ${KIND_LABEL.insert}, ${callers} callers (medians)`,
+    row(['path', ...CPU_CLASSES, 'total', '×floor'], widths),
+    ...group.map((f) => row([`  ${f.label}`, ...CPU_CLASSES.map((c) => fmt(f.cpuMsPerJob[c].median, 3)), fmt(total(f), 3), floor ? ratio(total(f), total(floor)) : '–'], widths)),
+    '  (bench: the client process, incl. the library engine; callers: the backends the clients talk to; server: pgbg serve;',
+    '   workers: its worker backends; journal: its journal and control backends; postgres: WAL writer, checkpointer and the like)',
+  ].join('\n');
 }
 
 export function breakdownTable(probes: ProbeFigure[]): string {

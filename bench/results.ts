@@ -1,5 +1,6 @@
 /** The shape of bench/results/*.json, shared by the runner, the table and the chart. */
 import type { ProbeFigure } from './breakdown.js';
+import type { CpuClass } from './cpu.js';
 import type { MemoryResult } from './memory.js';
 import type { JobKind } from './paths.js';
 import type { Spread } from './stats.js';
@@ -15,6 +16,8 @@ export interface LatencyFigure {
   jobsPerSec: Spread;
   /** CPU the pgbg server process spent per job, in ms (its CPU time over the batch / jobs). */
   serverCpuMsPerJob: Spread;
+  /** CPU per job of each class of process (see bench/cpu.ts), in ms. */
+  cpuMsPerJob: Record<CpuClass, Spread>;
 }
 
 export interface LargeFigure {

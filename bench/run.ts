@@ -15,11 +15,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import { Engine, type Session } from '../src/index.js';
 import { runProbes } from './breakdown.js';
+import { CALLER_APP_NAME, CPU_CLASSES, CpuMeter, type CpuClass } from './cpu.js';
 import { renderChart } from './chart.js';
 import { LARGE_VARIANTS, timeLarge } from './large.js';
 import { runMemory, type MemoryConfig } from './memory.js';
 import { PATHS, runBatch, type BenchContext, type JobKind, type Tier } from './paths.js';
-import { breakdownTable, checkTargets, largeTable, latencyTable, memoryTable, targetsTable } from './report.js';
+import { breakdownTable, checkTargets, cpuTable, largeTable, latencyTable, memoryTable, targetsTable } from './report.js';
 import type { BenchResults, LargeFigure, LatencyFigure } from './results.js';
 import { startServer, type ServerUnderTest } from './server.js';
 import { percentile, spread } from './stats.js';
@@ -84,7 +85,7 @@ async function runLatency(ctx: BenchContext, cfg: Config): Promise<LatencyFigure
       const paths = PATHS.filter((p) => p.kinds.includes(kind));
       progress(`${kind}, ${callers} caller(s): warming up ${paths.length} paths`);
       for (const p of paths) await runBatch(ctx, p, kind, callers, cfg.warmup[p.tier], 60_000);
-      const reps = new Map(paths.map((p) => [p.id, { p50: [] as number[], p99: [] as number[], rate: [] as number[], cpu: [] as number[], jobs: 0 }]));
+      const reps = new Map(paths.map((p) => [p.id, { p50: [] as number[], p99: [] as number[], rate: [] as number[], byClass: [] as Record<CpuClass, number>[], jobs: 0 }]));
       // Repetitions interleave the paths, so drift on a noisy machine spreads over all of them.
       for (let rep = 0; rep < cfg.reps; rep++) {
         for (const p of paths) {
@@ -94,14 +95,19 @@ async function runLatency(ctx: BenchContext, cfg: Config): Promise<LatencyFigure
           r.p50.push(percentile(sorted, 50));
           r.p99.push(percentile(sorted, 99));
           r.rate.push((b.latencies.length / b.wallMs) * 1000);
-          r.cpu.push(b.serverCpuMs / b.latencies.length);
+          const n = b.latencies.length;
+          r.byClass.push(Object.fromEntries(CPU_CLASSES.map((c) => [c, b.cpu[c] / n])) as Record<CpuClass, number>);
           r.jobs = b.latencies.length;
         }
         progress(`${kind}, ${callers} caller(s): rep ${rep + 1}/${cfg.reps} done`);
       }
       for (const p of paths) {
         const r = reps.get(p.id)!;
-        figures.push({ path: p.id, label: p.label, kind, callers, jobsPerRep: r.jobs, p50Ms: spread(r.p50), p99Ms: spread(r.p99), jobsPerSec: spread(r.rate), serverCpuMsPerJob: spread(r.cpu) });
+        const cpuMsPerJob = Object.fromEntries(CPU_CLASSES.map((c) => [c, spread(r.byClass.map((x) => x[c]))])) as Record<CpuClass, ReturnType<typeof spread>>;
+        figures.push({
+          path: p.id, label: p.label, kind, callers, jobsPerRep: r.jobs,
+          p50Ms: spread(r.p50), p99Ms: spread(r.p99), jobsPerSec: spread(r.rate), serverCpuMsPerJob: cpuMsPerJob.server, cpuMsPerJob,
+        });
       }
     }
   }
@@ -166,8 +172,10 @@ async function main(): Promise<void> {
   const clientConfig = {
     host: server.host, port: server.port, user: server.user, password: server.password, database: server.database, query_timeout: cfg.queryTimeoutMs,
   };
+  // Named, so the CPU meter tells the callers' backends from the server's workers.
+  const callerConfig = { ...clientConfig, application_name: CALLER_APP_NAME };
   const admin = new pg.Client(clientConfig);
-  const callers = Array.from({ length: MAX_CALLERS }, () => new pg.Client(clientConfig));
+  const callers = Array.from({ length: MAX_CALLERS }, () => new pg.Client(callerConfig));
   const engine = new Engine();
   let results: BenchResults;
   try {
@@ -179,7 +187,7 @@ async function main(): Promise<void> {
     for (const c of callers) await c.connect();
     const sessions: Session[] = callers.map((c) => engine.session({ launcher: c }));
     await withTimeout(engine.ready(), 60_000, 'loading the SQL parser');
-    const ctx: BenchContext = { connstr: server.connstr, callers, admin, engine, sessions, serverCpuMs: () => server.cpuMs() };
+    const ctx: BenchContext = { connstr: server.connstr, callers, admin, engine, sessions, cpu: new CpuMeter(admin, () => server.cpuMs()) };
 
     const latency = args.sections.has('latency') ? await runLatency(ctx, cfg) : [];
     if (args.sections.has('latency')) progress('launch breakdown');
@@ -240,7 +248,7 @@ async function main(): Promise<void> {
   const out = [
     `pgbg bench (${results.mode}), ${results.startedAt}: ${m.cpus} × ${m.cpuModel}, ${m.totalMemMB} MB, Node ${m.node}, PostgreSQL ${m.postgres}; ${results.durationSec} s`,
     '',
-    ...(results.latency.length > 0 ? [latencyTable(results.latency), '', breakdownTable(results.breakdown), ''] : []),
+    ...(results.latency.length > 0 ? [latencyTable(results.latency), '', cpuTable(results.latency), '', breakdownTable(results.breakdown), ''] : []),
     ...(results.large.length > 0 ? [largeTable(results.large), ''] : []),
     ...(results.memory ? [memoryTable(results.memory), ''] : []),
     targetsTable(results.targets),

@@ -71,7 +71,7 @@ export class SqlApiHandler implements WireHandler {
   }
 
   /** A caller whose current role lacks the owner role's privileges may not touch its worker. */
-  async #checkOwner(session: Session, pid: number, role: string): Promise<void> {
+  async #checkOwner(session: Session, pid: number, role: string, roleOid: number | undefined): Promise<void> {
     let entry;
     try {
       entry = session.entry({ pid });
@@ -80,6 +80,8 @@ export class SqlApiHandler implements WireHandler {
     }
     const owner = entry.context.roleOid;
     if (owner === undefined) return;
+    // Both OIDs come from the caller's backend (the wrappers): the launching role itself needs no query.
+    if (roleOid === owner) return;
     if (!(await this.engine.hasPrivilegesOf(entry.login, role, owner))) throw errors.permissionDenied(pid);
   }
 
@@ -105,7 +107,7 @@ export class SqlApiHandler implements WireHandler {
   async #dispatch(req: Exclude<Request, { op: 'hello' }>, bound: Bound): Promise<WireResult> {
     const session = bound.session;
     if ('max_workers' in req) applySettings(session, req);
-    if ('pid' in req && req.role !== undefined) await this.#checkOwner(session, req.pid, req.role);
+    if ('pid' in req && req.role !== undefined) await this.#checkOwner(session, req.pid, req.role, req.role_oid);
     switch (req.op) {
       case 'launch':
       case 'submit': {

@@ -7,12 +7,28 @@
 import { z } from 'zod';
 import { PgbgError, SqlState } from '../engine/errors.js';
 
-const handle = { pid: z.number().int(), cookie: z.string().regex(/^-?\d{1,19}$/).optional(), role: z.string().optional() };
+const handle = {
+  pid: z.number().int(),
+  cookie: z.string().regex(/^-?\d{1,19}$/).optional(),
+  role: z.string().optional(),
+  /** Since 0009: the OID of `role`, so the server can tell the launching role itself without a query. */
+  role_oid: z.number().int().optional(),
+};
 const gucs = {
   max_workers: z.number().int().min(1).max(1000).optional(),
   default_queue_size: z.number().int().optional(),
   worker_timeout_ms: z.number().int().min(0).optional(),
 };
+
+/**
+ * Settings arrive as ~75 name/value pairs per launch; z.record() validated
+ * each key and value as a schema of its own, a tenth of the server's CPU per
+ * launch. One loop checks the same thing.
+ */
+const stringRecord = z.custom<Record<string, string>>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string'),
+  { message: 'settings must be an object of strings' },
+);
 
 export const Request = z.discriminatedUnion('op', [
   z.object({
@@ -27,7 +43,7 @@ export const Request = z.discriminatedUnion('op', [
     queue_size: z.number().int().default(0),
     role: z.string().nullable().default(null),
     role_oid: z.number().int().nullable().default(null),
-    settings: z.record(z.string(), z.string()).default({}),
+    settings: stringRecord.default({}),
     statement_timeout_ms: z.number().int().min(0).default(0),
     ...gucs,
   }),

@@ -50,6 +50,33 @@ export async function loadClassifier(): Promise<void> {
  */
 export function classifyStatements(sql: string): StatementPlan {
   if (!parseSync) throw new Error('classifyStatements() called before loadClassifier() resolved');
+  const cached = recentPlans.get(sql);
+  if (cached) {
+    // Re-inserting keeps the map in least-recently-used order.
+    recentPlans.delete(sql);
+    recentPlans.set(sql, cached);
+    return cached;
+  }
+  // Refused texts throw here and are not kept: each refusal gets its own error object.
+  const plan = Object.freeze(classifyUncached(sql, parseSync));
+  if (sql.length <= MAX_CACHED_SQL_LENGTH) {
+    recentPlans.set(sql, plan);
+    if (recentPlans.size > MAX_CACHED_PLANS) recentPlans.delete(recentPlans.keys().next().value!);
+  }
+  return plan;
+}
+
+/*
+ * Parsing costs ~0.1 ms of the server's CPU per launch, and applications
+ * launch the same texts again and again (audit inserts, maintenance calls):
+ * the plans of recent texts are kept, as PostgreSQL keeps plans of prepared
+ * statements. The plan depends on the text alone, so a hit is always exact.
+ */
+const MAX_CACHED_PLANS = 512;
+const MAX_CACHED_SQL_LENGTH = 4096;
+const recentPlans = new Map<string, StatementPlan>();
+
+function classifyUncached(sql: string, parseSync: ParseSync): StatementPlan {
   // libpg-query rejects '' outright, whereas the server answers it with EmptyQueryResponse.
   if (sql === '') return { statementCount: 0, mustRunAlone: false, parsed: true };
 

@@ -203,8 +203,9 @@ export class WorkerPool {
     }
     bucket.resetting.add(worker);
     worker
-      .query('DISCARD ALL')
-      .then(() => {
+      .reset()
+      .then((ok) => {
+        if (!ok) throw new Error('DISCARD ALL failed');
         this.logger.debug({ worker: worker.pid }, 'worker reset');
         bucket.resetting.delete(worker);
         bucket.busy--;

@@ -11,9 +11,21 @@ import net from 'node:net';
 const DATA_ROW = 0x44; // 'D'
 const HEADER = 5;
 
-/** Splits a byte stream of backend messages into DataRow messages and the rest, in order. */
+/** What happens to one backend message: handed over as a DataRow, passed on, or dropped. */
+export type Route = 'row' | 'pass' | 'drop';
+
+const defaultRoute = (type: number): Route => (type === DATA_ROW ? 'row' : 'pass');
+
+/**
+ * Splits a byte stream of backend messages into DataRow messages and the rest,
+ * in order. `route` decides each message's fate from its type byte, once its
+ * header has arrived (by default: DataRows are handed over, the rest passes).
+ */
 export class DataRowSplitter {
+  constructor(private readonly route: (type: number) => Route = defaultRoute) {}
+
   readonly #header = Buffer.alloc(HEADER);
+  #drop = false;
   #headerFill = 0;
   /** Body bytes still to come for the current message. */
   #remaining = 0;
@@ -35,17 +47,21 @@ export class DataRowSplitter {
         pos += n;
         if (this.#headerFill < HEADER) break;
         this.#remaining = this.#header.readInt32BE(1) - 4;
-        if (this.#header[0] === DATA_ROW) {
+        const route = this.route(this.#header[0]!);
+        this.#drop = route === 'drop';
+        if (route === 'row') {
           this.#row = Buffer.allocUnsafe(HEADER + this.#remaining);
           this.#header.copy(this.#row, 0);
           this.#rowFill = HEADER;
-        } else {
+        } else if (route === 'pass') {
           this.#pass.push(Buffer.from(this.#header));
         }
       }
       const n = Math.min(this.#remaining, chunk.length - pos);
       if (n > 0) {
-        if (this.#row) {
+        if (this.#drop) {
+          // not ours to pass on
+        } else if (this.#row) {
           chunk.copy(this.#row, this.#rowFill, pos, pos + n);
           this.#rowFill += n;
         } else {
@@ -75,10 +91,62 @@ export class DataRowSplitter {
   }
 }
 
-/** A net.Socket whose DataRows go to `rowSink` while one is set. */
+const READY_FOR_QUERY = 0x5a; // 'Z'
+const ERROR_RESPONSE = 0x45; // 'E'
+
+/**
+ * A net.Socket whose DataRows go to `rowSink` while one is set, and which can
+ * answer for a reset sent in the same write as a job (see pipelineReset).
+ */
 export class RelaySocket extends net.Socket {
-  readonly #splitter = new DataRowSplitter();
+  readonly #splitter = new DataRowSplitter((type) => this.#route(type));
   rowSink: ((message: Buffer) => void) | undefined;
+  /** A reset follows the job in flight: the messages after its ReadyForQuery are the reset's. */
+  #resetQueued: ((ok: boolean) => void) | undefined;
+  /** The reset's messages are arriving: node-postgres must not see them. */
+  #resetArriving: ((ok: boolean) => void) | undefined;
+  #resetFailed = false;
+
+  constructor() {
+    super();
+    this.once('close', () => this.#settleReset(false));
+  }
+
+  /**
+   * Declares that the Query being written is followed, in the same write, by
+   * a reset Query: the reset's replies (up to its ReadyForQuery) are kept
+   * from node-postgres, which then sees one query and is idle after it.
+   * Resolves true once the reset succeeded, false if it failed or the
+   * connection ended first.
+   */
+  pipelineReset(): Promise<boolean> {
+    this.#settleReset(false);
+    return new Promise((resolve) => {
+      this.#resetQueued = resolve;
+    });
+  }
+
+  #route(type: number): Route {
+    if (this.#resetArriving) {
+      if (type === ERROR_RESPONSE) this.#resetFailed = true;
+      if (type === READY_FOR_QUERY) this.#settleReset(!this.#resetFailed);
+      return 'drop';
+    }
+    if (type === READY_FOR_QUERY && this.#resetQueued) {
+      // The job's own ReadyForQuery passes; what follows is the reset's.
+      this.#resetArriving = this.#resetQueued;
+      this.#resetQueued = undefined;
+      this.#resetFailed = false;
+    }
+    return defaultRoute(type);
+  }
+
+  #settleReset(ok: boolean): void {
+    const settle = this.#resetArriving ?? this.#resetQueued;
+    this.#resetArriving = undefined;
+    this.#resetQueued = undefined;
+    settle?.(ok);
+  }
 
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     if (event !== 'data') return super.emit(event, ...args);

@@ -38,10 +38,22 @@ class JobSubmission {
     private readonly tracker: ResultTracker,
     private readonly settle: (outcome: RunOutcome) => void,
     private readonly txStatus: () => string | undefined,
+    /** Given, the reset is sent in the same write as the job; called as it is. */
+    private readonly pipelineReset?: () => void,
   ) {}
 
-  submit(connection: { query(text: string): void }): void {
+  submit(connection: { query(text: string): void; stream: { cork(): void; uncork(): void } }): void {
+    if (!this.pipelineReset) {
+      connection.query(this.text);
+      return;
+    }
+    // One write, one wake-up of the backend, and no round trip for the reset: the
+    // backend runs it right after the job (releasing the job's session locks then).
+    connection.stream.cork();
+    this.pipelineReset();
     connection.query(this.text);
+    connection.query(RESET_SQL);
+    connection.stream.uncork();
   }
   handleRowDescription(msg: { fields: FieldInfo[] }): void {
     this.tracker.rowDescription(
@@ -90,6 +102,9 @@ class JobSubmission {
   }
 }
 
+/** Between jobs: temp tables, settings, prepared statements, advisory locks, LISTEN, role. */
+export const RESET_SQL = 'DISCARD ALL';
+
 export interface WorkerOptions {
   config: pg.ClientConfig;
   logger: Logger;
@@ -109,6 +124,7 @@ export class WorkerConnection {
   #alive = true;
   #job: Job | undefined;
   #paused = false;
+  #reset: Promise<boolean> | undefined;
 
   private constructor(
     private readonly client: pg.Client,
@@ -153,7 +169,9 @@ export class WorkerConnection {
     job.onDrain = () => this.#resume();
     if (this.relay) this.relay.rowSink = (row) => tracker.dataRow(row);
     return new Promise<RunOutcome>((resolve) => {
-      const submission = new JobSubmission(text, tracker, resolve, () => this.#txStatus());
+      const relay = this.relay;
+      const pipelineReset = relay ? () => (this.#reset = relay.pipelineReset()) : undefined;
+      const submission = new JobSubmission(text, tracker, resolve, () => this.#txStatus(), pipelineReset);
       void this.client.query(submission as unknown as pg.QueryConfig);
     }).finally(() => {
       job.onFull = () => undefined;
@@ -167,6 +185,18 @@ export class WorkerConnection {
   /** Runs engine SQL (setup, reset) on this connection. */
   query(text: string): Promise<pg.QueryResult> {
     return this.client.query(text);
+  }
+
+  /**
+   * Resets the session for the next job: awaits the reset that went out with
+   * the last job, or runs one now. Resolves false when the reset failed.
+   */
+  async reset(): Promise<boolean> {
+    const pipelined = this.#reset;
+    this.#reset = undefined;
+    if (pipelined) return pipelined;
+    await this.client.query(RESET_SQL);
+    return true;
   }
 
   async cancel(): Promise<void> {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Engine } from '../../src/index.js';
-import { install } from '../../src/install/install.js';
+import { install, migrations } from '../../src/install/install.js';
 import { SqlApiHandler } from '../../src/server/sql-api-handler.js';
 import { startWireServer, type WireServer } from '../../src/server/wire.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
@@ -41,7 +41,7 @@ describe('SQL API wrappers', () => {
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, (await migrations()).map((m) => m.version));
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
@@ -188,6 +188,12 @@ describe('SQL API wrappers', () => {
         });
         await c.query('RESET ROLE');
         assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 1 }]);
+        // The other way round: launched as the outsider role, read back as the member, which has
+        // the outsider's privileges: allowed (the server asks PostgreSQL, as the roles differ).
+        await c.query(`SET ROLE ${outsider.name}`);
+        const h2 = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT current_user::text')")).rows[0];
+        await c.query('RESET ROLE');
+        assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (who text)', [h2.pid, h2.cookie])).rows, [{ who: outsider.name }]);
       });
     } finally {
       await withClient(serverUrl(), async (c) => {

@@ -162,3 +162,17 @@ describe('sqlPreview', () => {
     }
   });
 });
+
+describe('recent texts', () => {
+  test('a repeated text gets the same plan; a refused text is refused every time', () => {
+    const sql = 'VACUUM ANALYZE some_table_for_the_cache_test';
+    const first = classifyStatements(sql);
+    assert.equal(first.mustRunAlone, true);
+    assert.deepEqual(classifyStatements(sql), first);
+    assert.throws(() => Object.assign(classifyStatements(sql), { mustRunAlone: false }), TypeError, 'a kept plan cannot be changed by a caller');
+    for (let i = 0; i < 3; i++) rejects('BEGIN; SELECT 1; COMMIT', TX);
+    // Texts differing only in case or spacing are classified on their own.
+    assert.equal(classifyStatements('vacuum  analyze some_table_for_the_cache_test').mustRunAlone, true);
+    assert.equal(classifyStatements('SELECT 1; VACUUM ANALYZE some_table_for_the_cache_test').statementCount, 2);
+  });
+});
