@@ -22,7 +22,7 @@ export interface MemoryConfig {
   queueBytes: number;
   /** How long to watch the RSS while every job sits unread. */
   holdMs: number;
-  /** Pause after the last job ended before the "after" figure. */
+  /** Pause after the last job ended before the "after" figure; longer than the server's idle timeout, so idle workers have closed. */
   settleMs: number;
   /**
    * The whole cycle is repeated: RSS that stays up after round 1 but not after

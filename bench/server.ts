@@ -52,6 +52,8 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
     '--data', options.dataDir, '--port', String(port), '--log-level', options.logLevel ?? 'warn',
     // The memory section holds 200 unread jobs, each on its own worker.
     '--max-workers', '256', '--max-workers-per-login', '256',
+    // Memory "after the jobs ended" is read once the settle time has let idle workers close.
+    '--idle-timeout-ms', '10000',
   ];
   const child = spawn(process.execPath, args, { cwd: options.root, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -37,6 +37,8 @@ export interface ServeOptions {
   /** Pool caps: worker connections in all and per login. */
   maxWorkers: number;
   maxWorkersPerLogin: number;
+  /** Idle worker connections are closed after this long. */
+  idleTimeoutMs: number;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -73,7 +75,11 @@ export async function serve(options: ServeOptions): Promise<void> {
     await prepareDatabases(adminUrl, connstr, options.embedded, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger,
-      pool: { maxConnections: options.maxWorkers, maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) },
+      pool: {
+        maxConnections: options.maxWorkers,
+        maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),
+        idleTimeoutMs: options.idleTimeoutMs,
+      },
     });
   } catch (err) {
     await embedded?.stop();

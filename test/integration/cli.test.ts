@@ -130,6 +130,14 @@ describe('pgbg install / serve --database / uninstall', () => {
     }
   });
 
+  test('serve refuses a pool option out of range, naming it', () => {
+    for (const [option, value] of [['--idle-timeout-ms', '0'], ['--max-workers', '-1']] as const) {
+      const r = pgbg('serve', '--embedded', option, value);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(r.stderr.includes(`option '${option} <`) && r.stderr.includes(`'${value}' is invalid`), r.stderr);
+    }
+  });
+
   test('serve without credentials or a database says what to give', () => {
     const none = pgbg('serve', '--database', db.url, '--data', data);
     assert.equal(none.code, 1);

@@ -101,6 +101,32 @@ describe('pool: warm reuse', () => {
   });
 });
 
+describe('pool: idle timeout', () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  before(async () => {
+    db = await createTestDatabase();
+    fx = await openFixture(db.url, { pool: { idleTimeoutMs: 300 } });
+  });
+  after(async () => {
+    await fx?.close();
+    await db.drop();
+  });
+
+  test('an idle connection is closed after idleTimeoutMs, and its backend exits', async () => {
+    const { h } = await run(fx!.session, 'SELECT 1 AS one');
+    assert.equal(fx!.engine.pool.size, 1);
+    // The sweeper runs every second at the most: bounded wait.
+    await until(() => fx!.engine.pool.size === 0, 'the idle connection closed');
+    const gone = async () => (await fx!.launcher.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).rowCount === 0;
+    for (let i = 0; i < 100 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(await gone(), `backend ${h.pid} exited`);
+    // The next launch opens a fresh connection.
+    const next = await run<{ one: number }>(fx!.session, 'SELECT 1 AS one');
+    assert.deepEqual(next.rows, [{ one: 1 }]);
+  });
+});
+
 describe('pool: state does not leak between jobs on a reused connection', () => {
   let db: TestDb;
   let fx: Fixture | undefined;
