@@ -9,6 +9,26 @@
 /** A buffered row: one complete DataRow message. */
 export type DataRow = Buffer;
 
+/**
+ * Rows as the engine buffers them: one or more complete DataRow messages,
+ * back to back, usually a slice of what the worker's socket read (so a large
+ * result is relayed without a copy or an allocation per row).
+ */
+export type RowRun = Buffer;
+
+/** The DataRow messages of a run, as views on its bytes. */
+export function splitRowRun(run: RowRun): DataRow[] {
+  const rows: DataRow[] = [];
+  let pos = 0;
+  // Each message is a type byte plus its length (which counts itself): bounded by the run's size.
+  while (pos < run.length) {
+    const end = pos + 1 + run.readInt32BE(pos + 1);
+    rows.push(run.subarray(pos, end));
+    pos = end;
+  }
+  return rows;
+}
+
 const DATA_ROW = 0x44; // 'D'
 
 export function encodeDataRow(values: readonly (string | null)[]): DataRow {

@@ -9,7 +9,9 @@
  */
 import type { ServerMessageFields } from './errors.js';
 import { PgbgError } from './errors.js';
-import { encodeDataRow, type DataRow } from './data-row.js';
+import { encodeDataRow, type RowRun } from './data-row.js';
+
+const EMPTY: RowRun = Buffer.alloc(0);
 
 export type JobState = 'starting' | 'running' | 'stopped' | 'canceled' | 'error';
 
@@ -72,9 +74,12 @@ export class Job {
   discarding: boolean;
   consumed = false;
 
-  #rows: DataRow[] = [];
+  /** Buffered runs of rows (see RowRun) and how many rows each holds. */
+  #rows: RowRun[] = [];
+  #counts: number[] = [];
   #head = 0;
   #bufferedBytes = 0;
+  #bufferedRows = 0;
   #paused = false;
   #waiters: Waiter[] = [];
   #ended = false;
@@ -105,7 +110,7 @@ export class Job {
   }
 
   get bufferedRows(): number {
-    return this.#rows.length - this.#head;
+    return this.#bufferedRows;
   }
 
   markRunning(pid: number): void {
@@ -120,11 +125,16 @@ export class Job {
     this.#wake();
   }
 
-  pushRow(row: DataRow): void {
-    if (++this.rowsReceived === 1) this.onFirstRow?.();
+  /** Buffers `count` rows: one DataRow message, or a run of them. */
+  pushRow(run: RowRun, count = 1): void {
+    const first = this.rowsReceived === 0;
+    this.rowsReceived += count;
+    if (first) this.onFirstRow?.();
     if (this.discarding) return;
-    this.#rows.push(row);
-    this.#bufferedBytes += row.length;
+    this.#rows.push(run);
+    this.#counts.push(count);
+    this.#bufferedBytes += run.length;
+    this.#bufferedRows += count;
     if (!this.#paused && this.#bufferedBytes >= this.queueSize) {
       this.#paused = true;
       this.onFull();
@@ -136,7 +146,13 @@ export class Job {
     this.commandTags = tags;
     if (!this.fields) {
       this.fields = [COMMAND_TAG_FIELD];
-      if (!this.discarding) for (const tag of tags) this.#rows.push(encodeDataRow([tag]));
+      if (!this.discarding) {
+        for (const tag of tags) {
+          this.#rows.push(encodeDataRow([tag]));
+          this.#counts.push(1);
+          this.#bufferedRows++;
+        }
+      }
     }
   }
 
@@ -166,45 +182,54 @@ export class Job {
   discard(): void {
     this.discarding = true;
     this.#rows = [];
+    this.#counts = [];
     this.#head = 0;
     this.#bufferedBytes = 0;
+    this.#bufferedRows = 0;
     this.#resumeIfPaused();
     this.#wake();
   }
 
-  /** Takes every row buffered right now (at most `max`); empty when none is. */
-  takeRows(max: number): DataRow[] {
-    const end = Math.min(this.#rows.length, this.#head + max);
-    if (end <= this.#head) return [];
-    const rows = this.#rows.slice(this.#head, end);
-    for (const row of rows) this.#bufferedBytes -= row.length;
+  /**
+   * Takes the runs buffered right now, about `max` rows (whole runs, at least
+   * one); empty when none is buffered.
+   */
+  takeRows(max: number): RowRun[] {
+    let end = this.#head;
+    let rows = 0;
+    while (end < this.#rows.length && (rows === 0 || rows + this.#counts[end]! <= max)) rows += this.#counts[end++]!;
+    if (end === this.#head) return [];
+    const taken = this.#rows.slice(this.#head, end);
+    this.#consume(end, taken, rows);
+    return taken;
+  }
+
+  /** Takes the next buffered run, or undefined when none is buffered right now. */
+  takeRow(): RowRun | undefined {
+    if (this.#head >= this.#rows.length) return undefined;
+    const run = this.#rows[this.#head]!;
+    this.#consume(this.#head + 1, [run], this.#counts[this.#head]!);
+    return run;
+  }
+
+  #consume(end: number, taken: RowRun[], rows: number): void {
+    for (const run of taken) this.#bufferedBytes -= run.length;
+    this.#bufferedRows -= rows;
     if (end === this.#rows.length) {
       this.#rows = [];
+      this.#counts = [];
       this.#head = 0;
     } else {
+      // Drop references to taken runs; compact once the consumed prefix dominates.
+      for (let i = this.#head; i < end; i++) this.#rows[i] = EMPTY;
       this.#head = end;
       if (this.#head > 1024 && this.#head * 2 > this.#rows.length) {
         this.#rows = this.#rows.slice(this.#head);
+        this.#counts = this.#counts.slice(this.#head);
         this.#head = 0;
       }
     }
     if (this.#paused && this.#bufferedBytes <= this.queueSize / 2) this.#resumeIfPaused();
-    return rows;
-  }
-
-  /** Takes the next buffered row, or undefined when none is buffered right now. */
-  takeRow(): DataRow | undefined {
-    if (this.#head >= this.#rows.length) return undefined;
-    const row = this.#rows[this.#head]!;
-    this.#rows[this.#head] = undefined as unknown as DataRow;
-    this.#head++;
-    this.#bufferedBytes -= row.length;
-    if (this.#head > 1024 && this.#head * 2 > this.#rows.length) {
-      this.#rows = this.#rows.slice(this.#head);
-      this.#head = 0;
-    }
-    if (this.#paused && this.#bufferedBytes <= this.queueSize / 2) this.#resumeIfPaused();
-    return row;
   }
 
   /** Resolves when something changed: a row, a state transition, fields, a notice. */

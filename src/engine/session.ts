@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
 import { errors, PgbgError, SqlState } from './errors.js';
 import { Job, type RawRow } from './job.js';
-import { decodeDataRow, type DataRow } from './data-row.js';
+import { decodeDataRow, splitRowRun, type RowRun } from './data-row.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
@@ -129,7 +129,7 @@ export class Session {
     const failure = () => this.#failure(entry);
     const forget = () => this.#forget(entry, true);
     // Rows leave in the batches they are buffered in: a relay pays one await per batch, not per row.
-    async function* dataRows(): AsyncGenerator<DataRow[]> {
+    async function* dataRows(): AsyncGenerator<RowRun[]> {
       try {
         while (true) {
           const rows = job.takeRows(BATCH_ROWS);
@@ -149,7 +149,7 @@ export class Session {
     }
     const wire = dataRows();
     async function* batches(): AsyncGenerator<RawRow[]> {
-      for await (const batch of wire) yield batch.map(decodeDataRow);
+      for await (const batch of wire) yield batch.flatMap((run) => splitRowRun(run).map(decodeDataRow));
     }
     const batched = batches();
     async function* rows(): AsyncGenerator<RawRow> {

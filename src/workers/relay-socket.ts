@@ -1,10 +1,10 @@
 /**
  * The worker connection's socket. It frames the backend's messages as they
- * arrive and, while a job is running, hands each DataRow message (its bytes,
- * untouched) to the job instead of to node-postgres — whose parser would
- * decode every value into a JavaScript string, only for the SQL API to encode
- * it again. Every other message, and DataRows outside a job, go to
- * node-postgres in stream order.
+ * arrive and, while a job is running, hands the DataRow messages (their bytes,
+ * untouched: consecutive rows as one slice of what was read) to the job
+ * instead of to node-postgres — whose parser would decode every value into a
+ * JavaScript string, only for the SQL API to encode it again. Every other
+ * message, and DataRows outside a job, go to node-postgres in stream order.
  */
 import net from 'node:net';
 
@@ -35,11 +35,35 @@ export class DataRowSplitter {
 
   /**
    * Feeds one chunk. `pass` gets everything that is not a DataRow (possibly
-   * part of a message); `row` gets each complete DataRow message.
+   * part of a message); `rows` gets DataRow messages: runs of complete rows
+   * that lie in this chunk as one view on the chunk (no copy), and a row cut
+   * across chunks, once whole, as a copy.
    */
-  feed(chunk: Buffer, pass: (bytes: Buffer) => void, row: (message: Buffer) => void): void {
+  feed(chunk: Buffer, pass: (bytes: Buffer) => void, rows: (run: Buffer, count: number) => void): void {
     let pos = 0;
+    let runStart = -1;
+    let runRows = 0;
+    const endRun = () => {
+      if (runRows === 0) return;
+      // Bytes passed before the run leave first; none can arrive during it.
+      this.#flush(pass);
+      rows(chunk.subarray(runStart, pos), runRows);
+      runStart = -1;
+      runRows = 0;
+    };
     while (pos < chunk.length) {
+      if (this.#headerFill === 0 && chunk[pos] === DATA_ROW && pos + HEADER <= chunk.length) {
+        const length = chunk.readInt32BE(pos + 1);
+        const end = pos + 1 + length;
+        // A DataRow is at least its length and a field count (6 bytes after the type).
+        if (length >= 6 && end <= chunk.length && this.route(DATA_ROW) === 'row') {
+          if (runStart < 0) runStart = pos;
+          runRows++;
+          pos = end;
+          continue;
+        }
+      }
+      endRun();
       if (this.#headerFill < HEADER) {
         const n = Math.min(HEADER - this.#headerFill, chunk.length - pos);
         chunk.copy(this.#header, this.#headerFill, pos, pos + n);
@@ -76,10 +100,11 @@ export class DataRowSplitter {
           const message = this.#row;
           this.#row = undefined;
           this.#flush(pass);
-          row(message);
+          rows(message, 1);
         }
       }
     }
+    endRun();
     this.#flush(pass);
   }
 
@@ -100,7 +125,7 @@ const ERROR_RESPONSE = 0x45; // 'E'
  */
 export class RelaySocket extends net.Socket {
   readonly #splitter = new DataRowSplitter((type) => this.#route(type));
-  rowSink: ((message: Buffer) => void) | undefined;
+  rowSink: ((run: Buffer, count: number) => void) | undefined;
   /** A reset follows the job in flight: the messages after its ReadyForQuery are the reset's. */
   #resetQueued: ((ok: boolean) => void) | undefined;
   /** The reset's messages are arriving: node-postgres must not see them. */
@@ -154,7 +179,7 @@ export class RelaySocket extends net.Socket {
     this.#splitter.feed(
       chunk,
       (bytes) => super.emit('data', bytes),
-      (message) => (this.rowSink ? this.rowSink(message) : super.emit('data', message)),
+      (run, count) => (this.rowSink ? this.rowSink(run, count) : super.emit('data', run)),
     );
     return true;
   }

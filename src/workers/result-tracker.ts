@@ -7,7 +7,7 @@
  *
  * Pure: no sockets, no timers — the worker connection feeds it.
  */
-import type { DataRow } from '../engine/data-row.js';
+import type { RowRun } from '../engine/data-row.js';
 import type { FieldInfo, Job } from '../engine/job.js';
 
 export class ResultTracker {
@@ -43,8 +43,9 @@ export class ResultTracker {
     if (this.#isLast) this.job.setFields(fields);
   }
 
-  dataRow(row: DataRow): void {
-    if (this.#isLast) this.job.pushRow(row);
+  /** One DataRow message, or a run of `count` of them. */
+  dataRow(run: RowRun, count = 1): void {
+    if (this.#isLast) this.job.pushRow(run, count);
   }
 
   commandComplete(tag: string): void {

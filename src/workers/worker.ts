@@ -167,7 +167,7 @@ export class WorkerConnection {
     this.jobsRun++;
     job.onFull = () => this.#pause();
     job.onDrain = () => this.#resume();
-    if (this.relay) this.relay.rowSink = (row) => tracker.dataRow(row);
+    if (this.relay) this.relay.rowSink = (run, count) => tracker.dataRow(run, count);
     return new Promise<RunOutcome>((resolve) => {
       const relay = this.relay;
       const pipelineReset = relay ? () => (this.#reset = relay.pipelineReset()) : undefined;

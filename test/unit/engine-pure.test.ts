@@ -1,5 +1,5 @@
 import { DataRowSplitter, RelaySocket } from '../../src/workers/relay-socket.js';
-import { decodeDataRow, encodeDataRow } from '../../src/engine/data-row.js';
+import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/engine/data-row.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
@@ -49,6 +49,35 @@ describe('limits', () => {
     assert.equal(parseTimeSetting('2s', 't'), 2000);
     assert.equal(parseTimeSetting('0', 't'), 0);
     assert.throws(() => parseTimeSetting('2 fortnights', 't'), { code: '22023' });
+  });
+});
+
+describe('row runs in the job buffer', () => {
+  test('a run counts its rows; takeRows hands out whole runs, about max rows; bytes drive backpressure', () => {
+    const job = new Job('SELECT', 4096, false);
+    let full = 0;
+    let drained = 0;
+    job.onFull = () => full++;
+    job.onDrain = () => drained++;
+    const rows = Array.from({ length: 40 }, (_, i) => encodeDataRow([String(i), 'y'.repeat(100)]));
+    const run = Buffer.concat(rows);
+    job.pushRow(run, rows.length);
+    assert.equal(job.rowsReceived, 40);
+    assert.equal(job.bufferedRows, 40);
+    assert.equal(job.bufferedBytes, run.length);
+    assert.equal(full, run.length >= 4096 ? 1 : 0, 'full once its bytes reach the queue size');
+    for (let i = 0; i < 3; i++) job.pushRow(encodeDataRow([`single ${i}`]));
+    assert.equal(job.bufferedRows, 43);
+    // At least one whole run, even past max; then single rows up to max.
+    assert.deepEqual(job.takeRows(10), [run]);
+    assert.equal(job.bufferedRows, 3);
+    assert.equal(drained, full, 'resumed once half the queue was taken');
+    const two = job.takeRows(2);
+    assert.deepEqual(two.flatMap(splitRowRun).map(decodeDataRow), [['single 0'], ['single 1']]);
+    assert.equal(job.bufferedRows, 1);
+    assert.deepEqual(job.takeRows(100).flatMap(splitRowRun).map(decodeDataRow), [['single 2']]);
+    assert.equal(job.bufferedBytes, 0);
+    assert.deepEqual(job.takeRows(100), []);
   });
 });
 
@@ -134,11 +163,17 @@ describe('DataRow messages (pure)', () => {
   test('the splitter hands over DataRows and passes everything else, in order, however the bytes are cut', () => {
     const rd = Buffer.from([0x54, 0, 0, 0, 6, 0, 0]); // RowDescription with no fields
     const rows = [encodeDataRow(['a', null]), encodeDataRow(['']), encodeDataRow(['☃'.repeat(40)])];
+    const notice = Buffer.concat([Buffer.from([0x4e, 0, 0, 0, 13]), Buffer.from('SNOTICE\0\0')]);
     const cc = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 3\0')]);
     const rfq = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
-    const stream = Buffer.concat([rd, ...rows, cc, rfq]);
-    const expected = ['pass:' + rd.toString('hex'), ...rows.map((r) => 'row:' + r.toString('hex')), 'pass:' + Buffer.concat([cc, rfq]).toString('hex')];
+    // A notice between rows: it must come out between them.
+    const stream = Buffer.concat([rd, rows[0]!, rows[1]!, notice, rows[2]!, cc, rfq]);
+    const expected = [
+      'pass:' + rd.toString('hex'), 'row:' + rows[0]!.toString('hex'), 'row:' + rows[1]!.toString('hex'),
+      'pass:' + notice.toString('hex'), 'row:' + rows[2]!.toString('hex'), 'pass:' + Buffer.concat([cc, rfq]).toString('hex'),
+    ];
     let cuts = 0;
+    let runsOfSeveral = 0;
     // Every single cut point, and a few two-cut splits: the output must not depend on chunking.
     for (let a = 1; a < stream.length; a++) {
       for (const b of [a, Math.min(stream.length, a + 3), Math.min(stream.length, a + 17)]) {
@@ -150,9 +185,12 @@ describe('DataRow messages (pure)', () => {
           passed = Buffer.alloc(0);
         };
         for (const chunk of [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]) {
-          splitter.feed(chunk, (bytes) => (passed = Buffer.concat([passed, bytes])), (row) => {
+          splitter.feed(chunk, (bytes) => (passed = Buffer.concat([passed, bytes])), (run, count) => {
             flushPassed();
-            out.push('row:' + row.toString('hex'));
+            const split = splitRowRun(run);
+            assert.equal(split.length, count, 'a run holds as many rows as it says');
+            if (count > 1) runsOfSeveral++;
+            for (const row of split) out.push('row:' + row.toString('hex'));
           });
         }
         flushPassed();
@@ -161,6 +199,18 @@ describe('DataRow messages (pure)', () => {
       }
     }
     assert.ok(cuts > 100, `covered ${cuts} ways to cut the stream`);
+    assert.ok(runsOfSeveral > 0, 'consecutive rows within one chunk came as one run');
+  });
+
+  test('rows that lie whole in one chunk are handed over as a view on it, not a copy', () => {
+    const rows = Array.from({ length: 50 }, (_, i) => encodeDataRow([String(i), 'x'.repeat(i)]));
+    const chunk = Buffer.concat(rows);
+    const runs: { run: Buffer; count: number }[] = [];
+    new DataRowSplitter().feed(chunk, () => assert.fail('nothing to pass'), (run, count) => runs.push({ run, count }));
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]!.count, 50);
+    assert.equal(runs[0]!.run.buffer, chunk.buffer, 'same memory');
+    assert.deepEqual(splitRowRun(runs[0]!.run).map(decodeDataRow), rows.map(decodeDataRow));
   });
 
   const message = (type: string, body: Buffer | string) => {
