@@ -64,10 +64,16 @@ export class WireOutput {
       this.pendingBytes = 0;
       return this.closed || !this.socket.writableNeedDrain;
     }
-    const chunk = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const chunks = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    return this.socket.write(chunk);
+    if (chunks.length === 1) return this.socket.write(chunks[0]!);
+    // Corked writes leave in one writev() without copying them into one buffer first:
+    // a large result's rows are ~45 MB per million, and a copy of each was a tenth of the relay's CPU.
+    this.socket.cork();
+    for (const chunk of chunks) this.socket.write(chunk);
+    this.socket.uncork();
+    return !this.socket.writableNeedDrain;
   }
 
   /** Resolves when the socket's buffer drained, or the socket is gone. */
