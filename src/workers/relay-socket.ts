@@ -47,7 +47,10 @@ export class DataRowSplitter {
       if (runRows === 0) return;
       // Bytes passed before the run leave first; none can arrive during it.
       this.#flush(pass);
-      rows(chunk.subarray(runStart, pos), runRows);
+      const view = chunk.subarray(runStart, pos);
+      // A view keeps its whole read buffer alive: a small one is copied, so what a
+      // job buffers never holds more than twice the bytes its queue counts.
+      rows(view.length * 2 < view.buffer.byteLength ? Buffer.from(view) : view, runRows);
       runStart = -1;
       runRows = 0;
     };

@@ -204,13 +204,29 @@ describe('DataRow messages (pure)', () => {
 
   test('rows that lie whole in one chunk are handed over as a view on it, not a copy', () => {
     const rows = Array.from({ length: 50 }, (_, i) => encodeDataRow([String(i), 'x'.repeat(i)]));
-    const chunk = Buffer.concat(rows);
+    const joined = Buffer.concat(rows);
+    const chunk = Buffer.alloc(joined.length); // unpooled, as a socket read gives
+    joined.copy(chunk);
     const runs: { run: Buffer; count: number }[] = [];
     new DataRowSplitter().feed(chunk, () => assert.fail('nothing to pass'), (run, count) => runs.push({ run, count }));
     assert.equal(runs.length, 1);
     assert.equal(runs[0]!.count, 50);
     assert.equal(runs[0]!.run.buffer, chunk.buffer, 'same memory');
     assert.deepEqual(splitRowRun(runs[0]!.run).map(decodeDataRow), rows.map(decodeDataRow));
+  });
+
+  test('a run that is a small part of its read buffer is copied, so it does not keep the buffer alive', () => {
+    const row = encodeDataRow(['small']);
+    const notice = Buffer.concat([Buffer.from([0x4e, 0, 0, 0, 1004]), Buffer.alloc(1000, 0x41)]);
+    // An unpooled buffer, as a socket read gives (small Buffer.concat results share Node's pool).
+    const chunk = Buffer.alloc(row.length + notice.length);
+    row.copy(chunk, 0);
+    notice.copy(chunk, row.length);
+    const runs: Buffer[] = [];
+    new DataRowSplitter().feed(chunk, () => undefined, (run) => runs.push(run));
+    assert.equal(runs.length, 1);
+    assert.notEqual(runs[0]!.buffer, chunk.buffer, 'copied');
+    assert.deepEqual(decodeDataRow(runs[0]!), ['small']);
   });
 
   const message = (type: string, body: Buffer | string) => {
