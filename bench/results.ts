@@ -18,6 +18,8 @@ export interface LatencyFigure {
   serverCpuMsPerJob: Spread;
   /** CPU per job of each class of process (see bench/cpu.ts), in ms. */
   cpuMsPerJob: Record<CpuClass, Spread>;
+  /** Jobs/s as a share of the floor's jobs/s in the same repetition (paired), per repetition. */
+  shareOfFloor?: Spread;
 }
 
 export interface LargeFigure {

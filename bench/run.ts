@@ -101,12 +101,16 @@ async function runLatency(ctx: BenchContext, cfg: Config): Promise<LatencyFigure
         }
         progress(`${kind}, ${callers} caller(s): rep ${rep + 1}/${cfg.reps} done`);
       }
+      const floorRates = reps.get('floor')?.rate;
       for (const p of paths) {
         const r = reps.get(p.id)!;
+        // Paired with the floor's batch of the same repetition: drift of a noisy machine cancels out.
+        const shareOfFloor = floorRates ? spread(r.rate.map((x, i) => x / floorRates[i]!)) : undefined;
         const cpuMsPerJob = Object.fromEntries(CPU_CLASSES.map((c) => [c, spread(r.byClass.map((x) => x[c]))])) as Record<CpuClass, ReturnType<typeof spread>>;
         figures.push({
           path: p.id, label: p.label, kind, callers, jobsPerRep: r.jobs,
           p50Ms: spread(r.p50), p99Ms: spread(r.p99), jobsPerSec: spread(r.rate), serverCpuMsPerJob: cpuMsPerJob.server, cpuMsPerJob,
+          ...(shareOfFloor ? { shareOfFloor } : {}),
         });
       }
     }
