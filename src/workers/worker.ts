@@ -11,6 +11,7 @@ import { PROGRESS_SQLSTATE, parseProgress } from '../engine/progress.js';
 import { ResultTracker } from './result-tracker.js';
 import { sendCancelRequest } from './cancel.js';
 import { RelaySocket } from './relay-socket.js';
+import { withDeadline } from './with-deadline.js';
 import { encodeDataRow } from '../engine/data-row.js';
 
 export interface RunOutcome {
@@ -105,6 +106,9 @@ class JobSubmission {
 /** Between jobs: temp tables, settings, prepared statements, advisory locks, LISTEN, role. */
 export const RESET_SQL = 'DISCARD ALL';
 
+/** A reset takes a millisecond; one that has not answered in this long never will. */
+const RESET_TIMEOUT_MS = 10_000;
+
 export interface WorkerOptions {
   config: pg.ClientConfig;
   logger: Logger;
@@ -194,9 +198,10 @@ export class WorkerConnection {
   async reset(): Promise<boolean> {
     const pipelined = this.#reset;
     this.#reset = undefined;
-    if (pipelined) return pipelined;
-    await this.client.query(RESET_SQL);
-    return true;
+    const done = pipelined ?? this.client.query(RESET_SQL).then(() => true, () => false);
+    // Bounded: a backend that swallowed the reset (say, a COPY the parser could not see,
+    // which then read our Query as bad COPY data) must not hold its connection forever.
+    return withDeadline(done, RESET_TIMEOUT_MS, false);
   }
 
   async cancel(): Promise<void> {

@@ -6,6 +6,7 @@ import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie
 import { Job, COMMAND_TAG_FIELD } from '../../src/engine/job.js';
 import { parseMemorySetting, parseTimeSetting, resolveQueueSize } from '../../src/engine/limits.js';
 import { ResultTracker } from '../../src/workers/result-tracker.js';
+import { withDeadline } from '../../src/workers/with-deadline.js';
 
 const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
 
@@ -278,5 +279,15 @@ describe('DataRow messages (pure)', () => {
     socket.emit('data', Buffer.concat([commandComplete('INSERT 0 1'), ready]));
     socket.destroy();
     assert.equal(await reset, false);
+  });
+});
+
+describe('deadlines', () => {
+  test('withDeadline: the value when it comes in time, the fallback when it does not', async () => {
+    assert.equal(await withDeadline(Promise.resolve(true), 1000, false), true);
+    const never = new Promise<boolean>(() => undefined);
+    assert.equal(await withDeadline(never, 30, false), false);
+    const late = new Promise<string>((resolve) => setTimeout(() => resolve('late'), 200));
+    assert.equal(await withDeadline(late, 20, 'fallback'), 'fallback');
   });
 });
