@@ -94,9 +94,10 @@ describe('pgbg install / serve --database / uninstall', () => {
         assert.equal((await c.query("SELECT to_regproc('public.pg_background_launch') AS f")).rows[0].f, null, 'nothing in public');
         const r = await c.query("SELECT * FROM bg.pg_background_result(bg.pg_background_launch('SELECT current_user::text, 42')) AS (u text, x int)");
         assert.deepEqual(r.rows, [{ u: decodeURIComponent(login.username), x: 42 }]);
-        // The journal is written behind the jobs (group commit every 10 ms): poll, bounded.
+        // The journal is written behind the jobs (group commit every 10 ms; a job may first be
+        // written 'running', then updated): poll until its final record, bounded.
         let j = await c.query("SELECT state FROM pgbg_server.jobs WHERE sql_preview LIKE 'SELECT current_user%'");
-        for (let i = 0; i < 250 && j.rows.length === 0; i++) {
+        for (let i = 0; i < 250 && (j.rows.length === 0 || j.rows[0].state === 'running'); i++) {
           await new Promise((r) => setTimeout(r, 20));
           j = await c.query("SELECT state FROM pgbg_server.jobs WHERE sql_preview LIKE 'SELECT current_user%'");
         }
