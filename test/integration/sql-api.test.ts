@@ -390,6 +390,23 @@ describe('SQL API wrappers', () => {
     }
   });
 
+  test('the caller\'s settings read in one expression (0010) equal the general form', async () => {
+    await caller.query("SET TimeZone = 'Asia/Tokyo'; SET work_mem = '48MB'; SET enable_seqscan = off");
+    try {
+      const general = await caller.query(`SELECT pg_catalog.json_object_agg(n, v)::jsonb AS s FROM (
+        SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest(pgbg_private.carried_settings()) AS n) x
+        WHERE v IS NOT NULL`);
+      const fast = await caller.query('SELECT pgbg_private.caller_settings()::jsonb AS s');
+      assert.deepEqual(fast.rows[0].s, general.rows[0].s);
+      assert.equal(fast.rows[0].s.TimeZone, 'Asia/Tokyo');
+      assert.equal(fast.rows[0].s.work_mem, '48MB');
+      // A name this PostgreSQL lacks (force_parallel_mode went in 16, debug_parallel_query came) is left out, not null.
+      assert.ok(Object.values(fast.rows[0].s).every((v) => typeof v === 'string'));
+    } finally {
+      await caller.query('RESET TimeZone; RESET work_mem; RESET enable_seqscan');
+    }
+  });
+
   test('the worker runs with the caller\'s settings', async () => {
     await caller.query("SET TimeZone = 'Asia/Tokyo'; SET work_mem = '48MB'; SET enable_seqscan = off");
     const sql = "SELECT current_setting('TimeZone'), current_setting('work_mem'), current_setting('enable_seqscan'), current_setting('DateStyle')";

@@ -14,3 +14,10 @@ test('the SQL API (0006) and the library carry the same list of settings', async
   assert.equal(new Set(names).size, names.length, 'no duplicates');
   for (const n of ['search_path', 'TimeZone', 'DateStyle', 'work_mem']) assert.ok(names.includes(n), n);
 });
+
+test('the SQL API (0010) reads the values in the order of the names', async () => {
+  const sql = await readFile(path.resolve(import.meta.dirname, '../../src/install/sql/0010_settings_one_expression.sql'), 'utf8');
+  const values = sql.slice(sql.indexOf('json_object(pgbg_private.carried_settings(), ARRAY['));
+  const names = [...values.matchAll(/current_setting\('([^']+)', true\)/g)].map((m) => m[1]);
+  assert.deepEqual(names, [...CARRIED_SETTINGS]);
+});
