@@ -39,6 +39,18 @@ describe('job semantics', () => {
     assert.equal(await count('cancel-2'), 0);
   });
 
+  test('a job canceled as soon as its launch returns never runs (with and without grace)', async () => {
+    for (const graceMs of [0, 2000]) {
+      const msg = `instant-cancel-${graceMs}`;
+      const h = await ctx.fx.session.launch(`INSERT INTO log(msg) VALUES ('${msg}')`);
+      await ctx.fx.session.cancel(h, { graceMs });
+      assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled', msg);
+      await assert.rejects(ctx.fx.session.result(h), { code: '57014' });
+      assert.ok(await ctx.fx.engine.drain(10_000));
+      assert.equal(await count(msg), 0, msg);
+    }
+  });
+
   test('cancel without grace terminates the backend; the server keeps running', async () => {
     const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('term'); SELECT pg_sleep(30)");
     await sleep(200);
