@@ -64,7 +64,7 @@ export class Session {
     private readonly init: SessionInit,
     private readonly logger: Logger,
   ) {
-    this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, customSettings: [], ...init.settings };
+    this.settings = { maxWorkers: MAX_WORKERS.default, defaultQueueSize: 64 * 1024, workerTimeoutMs: 0, customSettings: [], preparedCapture: true, ...init.settings };
   }
 
   /** The login this session's workers use. */
@@ -305,7 +305,10 @@ export class Session {
   async #capture(): Promise<LaunchContext> {
     const launcher = this.init.launcher;
     if (!launcher) return { settings: {}, statementTimeoutMs: 0 };
-    const context = await captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'), this.settings.customSettings);
+    const context = await captureLaunchContext(launcher, (s) => parseTimeSetting(s, 'statement_timeout'), {
+      customSettings: this.settings.customSettings,
+      prepared: this.settings.preparedCapture,
+    });
     return { ...context, settings: await this.changedSettings(context.settings) };
   }
 

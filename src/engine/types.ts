@@ -37,6 +37,15 @@ export interface SessionSettings {
    * without being named. @default []
    */
   customSettings: string[];
+  /**
+   * Capture the launcher's context with a prepared statement, which its backend
+   * parses and plans once per connection (~0.2 ms less CPU and latency per
+   * launch). Turn off behind a pooler that cannot keep prepared statements
+   * (PgBouncer in transaction mode before 1.21): there a statement prepared on
+   * one server connection is missing on the next, and the error would abort
+   * the launcher's open transaction. @default true
+   */
+  preparedCapture: boolean;
 }
 
 export interface JobResult<R = Record<string, unknown>> {

@@ -179,6 +179,37 @@ describe('job semantics', () => {
     assert.equal(await count('closed'), 1);
   });
 
+  test('the launcher\'s settings are read at every launch, also after its session dropped the prepared capture', async () => {
+    const tz = async () => {
+      const h = await ctx.fx.session.launch("SELECT current_setting('TimeZone') AS tz");
+      return (await ctx.fx.session.result(h)).rows[0]!.tz as string;
+    };
+    try {
+      await ctx.fx.launcher.query("SET TimeZone = 'Asia/Tokyo'");
+      assert.equal(await tz(), 'Asia/Tokyo');
+      await ctx.fx.launcher.query("SET TimeZone = 'Europe/Paris'");
+      assert.equal(await tz(), 'Europe/Paris', 'a later SET is seen: the prepared capture reads the settings when it runs');
+      const prepared = "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'pgbg_capture_launch_context_%'";
+      assert.equal((await ctx.fx.launcher.query(prepared)).rows[0].n, 1);
+      // DISCARD ALL also resets TimeZone; DEALLOCATE ALL only drops the statement.
+      await ctx.fx.launcher.query('DISCARD ALL');
+      await ctx.fx.launcher.query("SET TimeZone = 'America/Lima'");
+      assert.equal(await tz(), 'America/Lima');
+      await ctx.fx.launcher.query('DEALLOCATE ALL');
+      assert.equal(await tz(), 'America/Lima');
+      assert.equal((await ctx.fx.launcher.query(prepared)).rows[0].n, 1, 'prepared again, once');
+      // Turned off (for poolers that cannot keep prepared statements): same answers, nothing prepared.
+      ctx.fx.session.settings.preparedCapture = false;
+      await ctx.fx.launcher.query('DEALLOCATE ALL');
+      await ctx.fx.launcher.query("SET TimeZone = 'Asia/Kolkata'");
+      assert.equal(await tz(), 'Asia/Kolkata');
+      assert.equal((await ctx.fx.launcher.query(prepared)).rows[0].n, 0);
+    } finally {
+      ctx.fx.session.settings.preparedCapture = true;
+      await ctx.fx.launcher.query('RESET TimeZone');
+    }
+  });
+
   test('the worker runs with the launcher\'s settings and role, and cannot take a role the launcher lacks', async () => {
     const member = await createLoginRole('pgbg_member');
     const stranger = await createLoginRole('pgbg_stranger');
