@@ -29,6 +29,13 @@ import { nowMs, sleep, withTimeout } from './util.js';
 interface Config {
   mode: 'quick' | 'full';
   callers: number[];
+  /**
+   * Untimed jobs each pgbg path runs at the most callers before anything is
+   * measured: the engine (in this process), the server and their worker pools
+   * reach their steady state only after a few thousand jobs (JIT, heap sizing,
+   * pool growth); the library's first 1,000 jobs run at under half its steady rate.
+   */
+  steadyJobs: number;
   /** Jobs per warm-up and per measured repetition, by path tier (see PathDef.tier). */
   warmup: Record<Tier, number>;
   jobs: Record<Tier, number>;
@@ -49,14 +56,14 @@ function config(quick: boolean): Config {
   const queryTimeoutMs = 120_000;
   return quick
     ? {
-        mode: 'quick', callers: [1, MAX_CALLERS],
+        mode: 'quick', callers: [1, MAX_CALLERS], steadyJobs: 200,
         warmup: { fast: 20, medium: 20, slow: 4 }, jobs: { fast: 200, medium: 200, slow: 20 }, reps: 2, probeJobs: 100,
         largeRows: 100_000, largeReps: 1,
         memory: { roles: 4, jobsPerRole: 4, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 1500, settleMs: 12_000, rounds: 2, queryTimeoutMs },
         deadlineMs: 5 * 60_000, queryTimeoutMs,
       }
     : {
-        mode: 'full', callers: [1, MAX_CALLERS],
+        mode: 'full', callers: [1, MAX_CALLERS], steadyJobs: 4000,
         warmup: { fast: 200, medium: 100, slow: 20 }, jobs: { fast: 2000, medium: 1000, slow: 200 }, reps: 5, probeJobs: 500,
         largeRows: 1_000_000, largeReps: 3,
         // 4 roles × 32 = 128 jobs: the most the server's pool holds at once (see memory.ts).
@@ -76,6 +83,13 @@ async function medianRss(server: ServerUnderTest, samples: number): Promise<numb
     await sleep(50);
   }
   return spread(xs).median;
+}
+
+/** Brings every pgbg path to its steady state (see Config.steadyJobs); nothing here is measured. */
+async function reachSteadyState(ctx: BenchContext, cfg: Config): Promise<void> {
+  const paths = PATHS.filter((p) => p.tier === 'medium' && p.kinds.includes('insert'));
+  progress(`steady state: ${cfg.steadyJobs} untimed jobs on each of ${paths.length} paths`);
+  for (const p of paths) await runBatch(ctx, p, 'insert', MAX_CALLERS, cfg.steadyJobs, 120_000);
 }
 
 async function runLatency(ctx: BenchContext, cfg: Config): Promise<LatencyFigure[]> {
@@ -196,6 +210,7 @@ async function main(): Promise<void> {
     await withTimeout(engine.ready(), 60_000, 'loading the SQL parser');
     const ctx: BenchContext = { connstr: server.connstr, callers, admin, engine, sessions, cpu: new CpuMeter(admin, () => server.cpuMs()) };
 
+    if (args.sections.has('latency') || args.sections.has('large')) await reachSteadyState(ctx, cfg);
     const latency = args.sections.has('latency') ? await runLatency(ctx, cfg) : [];
     if (args.sections.has('latency')) progress('launch breakdown');
     const breakdown = args.sections.has('latency') ? await runProbes(callers[0]!, cfg.probeJobs) : [];
