@@ -30,6 +30,28 @@ interface Bound {
   noticesRaised: Map<number, number>;
 }
 
+/** Requests that wait for a job (its end, or its first row) as long as it takes. */
+const WAITING_OPS: ReadonlySet<Request['op']> = new Set(['wait', 'wait_timeout', 'describe', 'describe_v2']);
+
+/** `work`'s outcome, or the abort's reason as soon as `signal` aborts (`work` then settles unobserved). */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
 const INT4 = 23;
 const INT8 = 20;
 const TEXT = 25;
@@ -46,12 +68,15 @@ export class SqlApiHandler implements WireHandler {
     private readonly credentialsFor: CredentialsFor,
   ) {}
 
-  async query(text: string, conn: WireConnection): Promise<WireResult> {
+  async query(text: string, conn: WireConnection, signal: AbortSignal): Promise<WireResult> {
     const req = parseRequest(text);
     if (req.op === 'hello') return this.#hello(req, conn);
     const bound = conn.state.get('bound') as Bound | undefined;
     if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    return this.#dispatch(req, bound);
+    const answer = this.#dispatch(req, bound);
+    // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
+    // connection is free for the next one; the job itself is not touched.
+    return WAITING_OPS.has(req.op) ? unlessAborted(answer, signal) : answer;
   }
 
   onClose(conn: WireConnection): void {

@@ -63,7 +63,7 @@ function checkSet(set: SetStatement): void {
   });
 }
 
-async function sendResult(out: WireOutput, result: WireResult): Promise<void> {
+async function sendResult(out: WireOutput, result: WireResult, signal: AbortSignal): Promise<void> {
   const fields = result.fields;
   if (fields) out.write(rowDescription(fields));
   if ((result.rows || result.dataRows) && !fields) {
@@ -73,6 +73,8 @@ async function sendResult(out: WireOutput, result: WireResult): Promise<void> {
   if (result.dataRows) {
     for await (const batch of result.dataRows) {
       if (out.closed) break;
+      // Canceled mid-stream: stop here (ErrorResponse after the rows sent so far, as PostgreSQL does).
+      if (signal.aborted) throw signal.reason as Error;
       let writable = true;
       for (const row of batch) if (!out.write(row)) writable = false;
       if (!writable) await out.drain();
@@ -105,7 +107,7 @@ export async function runSimpleQuery(ctx: QueryContext, sql: string, signal: Abo
     const answer = await ctx.handler.query(sql, ctx.conn, signal);
     for (const result of Array.isArray(answer) ? answer : [answer]) {
       if (out.closed) return;
-      await sendResult(out, result);
+      await sendResult(out, result, signal);
     }
   } catch (err) {
     out.write(errorResponse(errorFieldsFor(err, signal, ctx.logger)));

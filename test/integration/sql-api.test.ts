@@ -32,10 +32,10 @@ describe('SQL API wrappers', () => {
     // An explicit credentials mapping: one login per role, never a fallback to another.
     const handler = new SqlApiHandler(engine, (_d, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined));
     const query = handler.query.bind(handler);
-    handler.query = (text, conn) => {
+    handler.query = (text, conn, signal) => {
       const op = (JSON.parse(text) as { op?: string }).op ?? '?';
       ops.set(op, (ops.get(op) ?? 0) + 1);
-      return query(text, conn);
+      return query(text, conn, signal);
     };
     server = await startWireServer({ handler, logger: testLogger(), authenticate: (u) => (u === 'pgbg' ? { password: secret } : undefined) });
     connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
@@ -229,6 +229,24 @@ describe('SQL API wrappers', () => {
       await assert.rejects(caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT pg_sleep(30)')) AS (x text)"), { code: '57014' });
     } finally {
       await caller.query('RESET pg_background.worker_timeout');
+    }
+  });
+
+  test('a wait cut short by statement_timeout does not hold up the next request; the job runs on', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT pg_sleep(20)')")).rows[0];
+    try {
+      await caller.query("SET statement_timeout = '200ms'");
+      await assert.rejects(caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]), { code: '57014' });
+      await caller.query('RESET statement_timeout');
+      // Before 0011 this request waited for the canceled wait's answer (the job's end) and then failed.
+      const r = await caller.query('SELECT pg_background_wait_v2_timeout($1, $2, 0) AS finished', [h.pid, h.cookie]);
+      assert.equal(r.rows[0].finished, false, 'answered while the job still runs');
+      const listed = await caller.query(`SELECT state FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz,
+        user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool) WHERE pid = $1`, [h.pid]);
+      assert.deepEqual(listed.rows, [{ state: 'running' }]);
+    } finally {
+      await caller.query('RESET statement_timeout');
+      await caller.query('SELECT pg_background_cancel_v2($1, $2)', [h.pid, h.cookie]);
     }
   });
 
