@@ -68,11 +68,17 @@ export class SqlApiHandler implements WireHandler {
     private readonly credentialsFor: CredentialsFor,
   ) {}
 
-  async query(text: string, conn: WireConnection, signal: AbortSignal): Promise<WireResult> {
+  async query(text: string, conn: WireConnection, signal: AbortSignal): Promise<WireResult | WireResult[]> {
     const req = parseRequest(text);
     if (req.op === 'hello') return this.#hello(req, conn);
     const bound = conn.state.get('bound') as Bound | undefined;
     if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
+    if (req.op === 'describe_result') {
+      // Since 0012: the columns and then the rows, one result set each, in one answer. Only the
+      // wait for the columns gives way to a cancel: once taken, the rows are sent (or the send stops).
+      const columns = await unlessAborted(this.#dispatch({ ...req, op: 'describe_v2' }, bound), signal);
+      return [columns, await this.#dispatch({ ...req, op: 'result' }, bound)];
+    }
     const answer = this.#dispatch(req, bound);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
@@ -129,7 +135,7 @@ export class SqlApiHandler implements WireHandler {
     return { commandTag: 'HELLO' };
   }
 
-  async #dispatch(req: Exclude<Request, { op: 'hello' }>, bound: Bound): Promise<WireResult> {
+  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, bound: Bound): Promise<WireResult> {
     const session = bound.session;
     if ('max_workers' in req) applySettings(session, req);
     if ('pid' in req && req.role !== undefined) await this.#checkOwner(session, req.pid, req.role, req.role_oid);

@@ -48,6 +48,8 @@ export const Request = z.discriminatedUnion('op', [
     ...gucs,
   }),
   z.object({ op: z.enum(['describe', 'describe_v2', 'result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
+  /** Since 0012: describe_v2 and result answered together (two result sets). */
+  z.object({ op: z.literal('describe_result'), ...handle }),
   z.object({ op: z.literal('wait_timeout'), ...handle, timeout_ms: z.number().int() }),
   z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0) }),
   z.object({ op: z.enum(['list', 'stats']), ...gucs }),

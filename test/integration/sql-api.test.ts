@@ -250,6 +250,26 @@ describe('SQL API wrappers', () => {
     }
   });
 
+  test('a result waiting for its rows gives way to statement_timeout; errors leave the connection ready', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT pg_sleep(20)::text, 1')")).rows[0];
+    try {
+      await caller.query("SET statement_timeout = '200ms'");
+      // Before 0012 the wrapper kept waiting for the rows (the job's 20 s), whatever the timeout.
+      await assert.rejects(caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (a text, b int)', [h.pid, h.cookie]), { code: '57014' });
+      await caller.query('RESET statement_timeout');
+      const r = await caller.query('SELECT pg_background_wait_v2_timeout($1, $2, 0) AS finished', [h.pid, h.cookie]);
+      assert.equal(r.rows[0].finished, false, 'the next call is answered while the job still runs');
+    } finally {
+      await caller.query('RESET statement_timeout');
+      await caller.query('SELECT pg_background_cancel_v2($1, $2)', [h.pid, h.cookie]);
+    }
+    // A mismatched column list and a worker error each leave nothing unread behind them.
+    await assert.rejects(caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1::int')) AS (x text)"), { code: '42804' });
+    await assert.rejects(caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1/0')) AS (x int)"), { code: '22012' });
+    const ok = await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)");
+    assert.deepEqual(ok.rows, [{ x: 42 }]);
+  });
+
   test('waiting on your own worker while holding the lock it needs is 40P01, not a hang', async () => {
     await caller.query('BEGIN');
     try {
@@ -341,7 +361,7 @@ describe('SQL API wrappers', () => {
     assert.deepEqual(r.rows, [{ d: db.name }]);
   });
 
-  test('a result whose job ended without notices costs no notices request; one with notices does', async () => {
+  test('a result is one request (columns and rows together); a job that ended without notices costs no notices request', async () => {
     const run = async (sql: string) => {
       const h = (await caller.query('SELECT * FROM pg_background_launch_v2($1)', [sql])).rows[0];
       // wait_v2_timeout, unlike wait_v2, raises no notices: the job has ended before the result is read.
@@ -350,8 +370,8 @@ describe('SQL API wrappers', () => {
       await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (t text)', [h.pid, h.cookie]);
       return Object.fromEntries(ops);
     };
-    assert.deepEqual(await run('SELECT 1::text'), { describe_v2: 1, result: 1 });
-    assert.deepEqual(await run("DO $$ BEGIN RAISE NOTICE 'hi'; END $$"), { describe_v2: 1, result: 1, notices: 1 });
+    assert.deepEqual(await run('SELECT 1::text'), { describe_result: 1 });
+    assert.deepEqual(await run("DO $$ BEGIN RAISE NOTICE 'hi'; END $$"), { describe_result: 1, notices: 1 });
   });
 
   test('from DO blocks and triggers: the autonomous audit row survives the rollback', async () => {
