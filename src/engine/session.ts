@@ -174,6 +174,18 @@ export class Session {
     throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
   }
 
+  /**
+   * Waits until the job has ended or its unread rows fill its queue — what one
+   * read can take at once — under the same self-deadlock guard as `wait`.
+   */
+  async awaitRows(ref: HandleRef): Promise<void> {
+    const entry = this.#lookup(ref, { allowConsumed: false });
+    const { job } = entry;
+    await this.#guard(entry, async () => {
+      while (!job.ended && !job.stalled) await job.changed();
+    });
+  }
+
   /** Stops tracking the handle; the job keeps running and commits. */
   detach(ref: HandleRef): void {
     const entry = this.#lookup(ref, { allowConsumed: false });

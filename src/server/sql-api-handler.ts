@@ -52,6 +52,13 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * Rows up to this size come in the describe_result answer itself: dblink's
+ * asynchronous read holds a whole result set in memory, where its synchronous
+ * call (the `result` request) streams rows into a tuplestore.
+ */
+const INLINE_RESULT_BYTES = 256 * 1024;
+
 const INT4 = 23;
 const INT8 = 20;
 const TEXT = 25;
@@ -73,12 +80,7 @@ export class SqlApiHandler implements WireHandler {
     if (req.op === 'hello') return this.#hello(req, conn);
     const bound = conn.state.get('bound') as Bound | undefined;
     if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    if (req.op === 'describe_result') {
-      // Since 0012: the columns and then the rows, one result set each, in one answer. Only the
-      // wait for the columns gives way to a cancel: once taken, the rows are sent (or the send stops).
-      const columns = await unlessAborted(this.#dispatch({ ...req, op: 'describe_v2' }, bound), signal);
-      return [columns, await this.#dispatch({ ...req, op: 'result' }, bound)];
-    }
+    if (req.op === 'describe_result') return this.#describeResult(req, bound, signal);
     const answer = this.#dispatch(req, bound);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
@@ -99,6 +101,29 @@ export class SqlApiHandler implements WireHandler {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /**
+   * Since 0012: the columns once the job has ended or filled its queue, and with
+   * them — when the job has ended and its rows are few — the rows, as a second
+   * result set in the same answer. Otherwise (`inline` false) the wrapper streams
+   * the rows with a `result` request. Waiting gives way to a cancel.
+   */
+  async #describeResult(req: Extract<Request, { op: 'describe_result' }>, bound: Bound, signal: AbortSignal): Promise<WireResult | WireResult[]> {
+    const { session } = bound;
+    if (req.role !== undefined) await this.#checkOwner(session, req.pid, req.role, req.role_oid);
+    const handle = ref(req);
+    const fields = await unlessAborted(session.describe(handle), signal);
+    await unlessAborted(session.awaitRows(handle), signal);
+    const job = session.entry(handle).job;
+    const inline = job.ended && fields.length > 0 && job.bufferedBytes <= INLINE_RESULT_BYTES;
+    const pending = job.ended ? String(job.notices.length - (bound.noticesRaised.get(req.pid) ?? 0)) : '-1';
+    const columns = rows(
+      [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL]],
+      fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f']),
+      'SELECT',
+    );
+    return inline ? [columns, await this.#dispatch({ ...req, op: 'result' }, bound)] : columns;
   }
 
   /** A caller whose current role lacks the owner role's privileges may not touch its worker. */

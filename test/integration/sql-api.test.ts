@@ -372,6 +372,13 @@ describe('SQL API wrappers', () => {
     };
     assert.deepEqual(await run('SELECT 1::text'), { describe_result: 1 });
     assert.deepEqual(await run("DO $$ BEGIN RAISE NOTICE 'hi'; END $$"), { describe_result: 1, notices: 1 });
+    // Many rows (here ~1 MB, over the 256 kB that come along) stream through a request of their own.
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT g, md5(g::text) FROM generate_series(1, 20000) g')")).rows[0];
+    ops.clear();
+    const big = await caller.query('SELECT count(*)::int AS n, sum(g)::int8 AS s FROM pg_background_result_v2($1, $2) AS (g int, m text)', [h.pid, h.cookie]);
+    assert.deepEqual(big.rows, [{ n: 20000, s: '200010000' }]);
+    // Its columns went out while it still ran (its queue full), so its notices are asked for after the rows.
+    assert.deepEqual(Object.fromEntries(ops), { describe_result: 1, result: 1, notices: 1 });
   });
 
   test('from DO blocks and triggers: the autonomous audit row survives the rollback', async () => {
