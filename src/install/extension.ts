@@ -10,25 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { EXTENSION_DBLINK_SCHEMA, migrations, SQL_DIR } from './install.js';
+import { EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_SCHEMA, migrations, SQL_DIR } from './install.js';
 
 export const EXTENSION_NAME = 'pg_background';
 export const EXTENSION_VERSION = '1.8';
 
-const DBLINK_FUNCTIONS = `
-CREATE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
-  AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
-  AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
-  AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
-  AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
-  AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
-REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dblink_disconnect(text), pgbg_private.dblink_get_connections(),
-  pgbg_private.dblink(text, text), pgbg_private.dblink_exec(text, text) FROM PUBLIC;
-`;
 
 /** `upTo` stops at that migration (to test upgrades of an older extension). */
 export async function extensionScript(serverConnstr: string, upTo?: number): Promise<string> {
@@ -36,7 +22,7 @@ export async function extensionScript(serverConnstr: string, upTo?: number): Pro
     `\\echo Use "CREATE EXTENSION ${EXTENSION_NAME}" to load this file. \\quit`,
     'CREATE SCHEMA pgbg_private;',
     'REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC;',
-    DBLINK_FUNCTIONS,
+    EXTENSION_DBLINK_BINDINGS,
   ];
   const versions: number[] = [];
   for (const m of await migrations()) {

@@ -30,6 +30,41 @@ export const SQL_DIR = path.join(import.meta.dirname, 'sql');
 /** Where CREATE EXTENSION pg_background binds dblink's C functions (it cannot create the dblink extension). */
 export const EXTENSION_DBLINK_SCHEMA = 'pgbg_private';
 
+/**
+ * dblink's C functions the SQL API calls, bound privately in pgbg_private for an
+ * API made with CREATE EXTENSION (an extension script cannot create the dblink
+ * extension). Idempotent: an upgrade runs it first, so migrations may use a
+ * function an older extension did not bind.
+ */
+export const EXTENSION_DBLINK_BINDINGS = `
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
+  AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
+  AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
+  AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
+  AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
+  AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
+  AS '$libdir/dblink', 'dblink_send_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
+  AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
+  AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
+  AS '$libdir/dblink', 'dblink_is_busy' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
+  AS '$libdir/dblink', 'dblink_cancel_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
+  AS '$libdir/dblink', 'dblink_error_message' LANGUAGE C STRICT PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dblink_disconnect(text), pgbg_private.dblink_get_connections(),
+  pgbg_private.dblink(text, text), pgbg_private.dblink_exec(text, text), pgbg_private.dblink_send_query(text, text),
+  pgbg_private.dblink_get_result(text), pgbg_private.dblink_get_result(text, bool), pgbg_private.dblink_is_busy(text),
+  pgbg_private.dblink_cancel_query(text), pgbg_private.dblink_error_message(text) FROM PUBLIC;
+`;
+
 /** Every object the API creates in its schema, for uninstall. */
 const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress'];
 const API_FUNCTION_PATTERN = String.raw`^(pg_background_.*|grant_pg_background_privileges|revoke_pg_background_privileges)$`;
@@ -60,6 +95,7 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
     const extension = await extensionSchema(client);
     if (extension !== undefined) {
       // Installed with CREATE EXTENSION: upgrade it as such (dblink bound in pgbg_private).
+      await client.query(EXTENSION_DBLINK_BINDINGS);
       const applied = await applyMissing(client, extension, EXTENSION_DBLINK_SCHEMA, options.upTo);
       await setServer(client, options.serverConnstr);
       await client.query('COMMIT');
@@ -129,6 +165,7 @@ export async function upgradeExtension(client: pg.ClientBase): Promise<number[]>
       await client.query('ROLLBACK');
       return [];
     }
+    await client.query(EXTENSION_DBLINK_BINDINGS);
     const applied = await applyMissing(client, schema, EXTENSION_DBLINK_SCHEMA);
     await client.query('COMMIT');
     return applied;

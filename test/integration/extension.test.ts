@@ -45,6 +45,12 @@ describe('CREATE EXTENSION pg_background', () => {
       assert.equal((await c.query("SELECT to_regprocedure('pgbg_private.carried_settings()') AS f")).rows[0].f, null);
       assert.deepEqual(await upgradeExtension(c), newer);
       assert.deepEqual(await versions(), all);
+      // Every dblink function the upgraded API calls is bound: PL/pgSQL checks the names only when a call runs.
+      const unbound = await c.query(`SELECT DISTINCT m[1] AS fn
+          FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, 'pgbg_private\\.(dblink\\w*)', 'g') AS m
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc q WHERE q.proname = m[1] AND q.pronamespace = 'pgbg_private'::regnamespace)`);
+      assert.deepEqual(unbound.rows, []);
+      assert.ok((await c.query("SELECT count(*)::int AS n FROM pg_proc WHERE prosrc LIKE '%pgbg_private.dblink_is_busy%'")).rows[0].n > 0, 'the check sees the calls');
       assert.notEqual((await c.query("SELECT to_regprocedure('pgbg_private.carried_settings()') AS f")).rows[0].f, null);
       assert.deepEqual(await upgradeExtension(c), [], 'a second run has nothing to do');
       assert.deepEqual(await install(c, { serverConnstr: connstr }), { applied: [], schema: 'public' });
