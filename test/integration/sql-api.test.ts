@@ -11,7 +11,7 @@ import { install, migrations } from '../../src/install/install.js';
 import { SqlApiHandler } from '../../src/server/sql-api-handler.js';
 import { startWireServer, type WireServer } from '../../src/server/wire.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { testLogger } from '../helpers/engine.js';
+import { sleep, testLogger } from '../helpers/engine.js';
 
 describe('SQL API wrappers', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -237,6 +237,8 @@ describe('SQL API wrappers', () => {
     try {
       await caller.query("SET statement_timeout = '200ms'");
       await assert.rejects(caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]), { code: '57014' });
+      // Before 0013 wait_v2_timeout kept waiting out its own timeout (here 20 s) whatever statement_timeout said.
+      await assert.rejects(caller.query('SELECT pg_background_wait_v2_timeout($1, $2, 20000)', [h.pid, h.cookie]), { code: '57014' });
       await caller.query('RESET statement_timeout');
       // Before 0011 this request waited for the canceled wait's answer (the job's end) and then failed.
       const r = await caller.query('SELECT pg_background_wait_v2_timeout($1, $2, 0) AS finished', [h.pid, h.cookie]);
@@ -247,6 +249,21 @@ describe('SQL API wrappers', () => {
     } finally {
       await caller.query('RESET statement_timeout');
       await caller.query('SELECT pg_background_cancel_v2($1, $2)', [h.pid, h.cookie]);
+    }
+  });
+
+  test('a call given up before its answer came, then answered before the next call: the next call works', async () => {
+    const calls: [string, string][] = [['SELECT pg_background_wait_v2($1, $2)', ''], ['SELECT * FROM pg_background_result_v2($1, $2)', ' AS (x text)']];
+    for (const [call, columns] of calls) {
+      const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT pg_sleep(0.6)::text')")).rows[0];
+      await caller.query("SET statement_timeout = '100ms'");
+      await assert.rejects(caller.query(call + columns, [h.pid, h.cookie]), { code: '57014' });
+      await caller.query('RESET statement_timeout');
+      // The job ends and the abandoned request is answered while nobody reads the connection.
+      await sleep(1500);
+      const r = await caller.query('SELECT * FROM pg_background_stats_v2()');
+      assert.equal(r.rows.length, 1, call);
+      await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]).catch(() => undefined);
     }
   });
 
