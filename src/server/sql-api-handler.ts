@@ -117,7 +117,7 @@ export class SqlApiHandler implements WireHandler {
     await unlessAborted(session.awaitRows(handle), signal);
     const job = session.entry(handle).job;
     const inline = job.ended && fields.length > 0 && job.bufferedBytes <= INLINE_RESULT_BYTES;
-    const pending = job.ended ? String(job.notices.length - (bound.noticesRaised.get(req.pid) ?? 0)) : '-1';
+    const pending = pendingNotices(job, bound, req.pid);
     const columns = rows(
       [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL]],
       fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f']),
@@ -187,7 +187,7 @@ export class SqlApiHandler implements WireHandler {
         // a job that ended quietly costs the wrapper no notices request.
         const fields = await session.describe(ref(req));
         const job = session.entry(ref(req)).job;
-        const pending = job.ended ? String(job.notices.length - (bound.noticesRaised.get(req.pid) ?? 0)) : '-1';
+        const pending = pendingNotices(job, bound, req.pid);
         return rows(
           [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4]],
           fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending]),
@@ -251,6 +251,11 @@ export class SqlApiHandler implements WireHandler {
       }
     }
   }
+}
+
+/** Notices still to raise once a job's rows are read; -1 while it runs (more may come). */
+function pendingNotices(job: { ended: boolean; notices: readonly unknown[] }, bound: Bound, pid: number): string {
+  return job.ended ? String(job.notices.length - (bound.noticesRaised.get(pid) ?? 0)) : '-1';
 }
 
 function applySettings(session: Session, req: { max_workers?: number | undefined; default_queue_size?: number | undefined; worker_timeout_ms?: number | undefined }): void {
