@@ -9,23 +9,6 @@
 -- Waiting asynchronously also lets statement_timeout and Ctrl-C stop a result that waits
 -- for its job; the wrapper, or else the next call (0011), settles the abandoned request.
 
--- Only a busy connection has a request to cancel (a cancel opens a connection of its own).
-CREATE OR REPLACE FUNCTION pgbg_private.settle(c pg_catalog.text) RETURNS void
-LANGUAGE plpgsql SET client_min_messages = warning AS $$
-BEGIN
-  IF @dblink@.dblink_is_busy(c) = 1 THEN
-    PERFORM @dblink@.dblink_cancel_query(c);
-  END IF;
-  -- An answer is at most two result sets and its end; one of another shape is read and dropped all the same.
-  FOR i IN 1..3 LOOP
-    BEGIN
-      PERFORM * FROM @dblink@.dblink_get_result(c, false) AS t(x pg_catalog.text);
-    EXCEPTION WHEN OTHERS THEN
-      NULL;
-    END;
-  END LOOP;
-END $$;
-
 -- Sends describe_result on `c`, reads the columns, and returns the query that reads the rows:
 -- the answer's second result set, or (inline false) a `result` request of their own.
 CREATE FUNCTION pgbg_private.result_rows_query(c text, pid int4, cookie int8) RETURNS pg_catalog.text
