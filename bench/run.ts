@@ -59,7 +59,7 @@ function config(quick: boolean): Config {
         mode: 'quick', callers: [1, MAX_CALLERS], steadyJobs: 200,
         warmup: { fast: 20, medium: 20, slow: 4 }, jobs: { fast: 200, medium: 200, slow: 20 }, reps: 2, probeJobs: 100,
         largeRows: 100_000, largeReps: 1,
-        memory: { roles: 4, jobsPerRole: 4, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 1500, settleMs: 12_000, rounds: 2, queryTimeoutMs },
+        memory: { roles: 4, jobsPerRole: 4, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 1500, settleMs: 15_000, rounds: 2, queryTimeoutMs },
         deadlineMs: 5 * 60_000, queryTimeoutMs,
       }
     : {
@@ -67,7 +67,7 @@ function config(quick: boolean): Config {
         warmup: { fast: 200, medium: 100, slow: 20 }, jobs: { fast: 2000, medium: 1000, slow: 200 }, reps: 5, probeJobs: 500,
         largeRows: 1_000_000, largeReps: 3,
         // 4 roles × 32 = 128 jobs: the most the server's pool holds at once (see memory.ts).
-        memory: { roles: 4, jobsPerRole: 50, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 3000, settleMs: 12_000, rounds: 2, queryTimeoutMs },
+        memory: { roles: 4, jobsPerRole: 50, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 3000, settleMs: 15_000, rounds: 2, queryTimeoutMs },
         deadlineMs: 20 * 60_000, queryTimeoutMs,
       };
 }

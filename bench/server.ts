@@ -42,18 +42,20 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
   // As root the embedded PostgreSQL runs as the `postgres` user, which must reach its data folder.
   await chmod(options.dataDir, 0o755);
   const port = await freePort();
-  const nodeFlags = ['--import', 'tsx'];
+  const nodeFlags: string[] = [];
   if (options.cpuProfileDir) {
     await mkdir(options.cpuProfileDir, { recursive: true });
     nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
   }
   const args = [
-    ...nodeFlags, 'src/cli/main.ts', 'serve', '--embedded',
+    // The built CLI, as the installed `pgbg` command runs it (`npm run bench` builds first).
+    ...nodeFlags, 'dist/cli/main.js', 'serve', '--embedded',
     '--data', options.dataDir, '--port', String(port), '--log-level', options.logLevel ?? 'warn',
     // The memory section holds 200 unread jobs, each on its own worker.
     '--max-workers', '256', '--max-workers-per-login', '256',
-    // Memory "after the jobs ended" is read once the settle time has let idle workers close.
-    '--idle-timeout-ms', '10000',
+    // Memory "after the jobs ended" is read once the settle time has let idle workers close
+    // (within 1.5 × this) and the server, quiet, has released memory (3 s later).
+    '--idle-timeout-ms', '5000',
   ];
   const child = spawn(process.execPath, args, { cwd: options.root, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -41,12 +41,13 @@ program
   .option('--max-workers-per-login <n>', 'most worker connections per login (database, user)', positive, 64)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--idle-timeout-ms <ms>', 'an idle worker connection is closed after this long', positive, 30_000)
+  .option('--release-memory-ms <ms>', 'after this long without activity, collect garbage so memory goes back (0 = never)', milliseconds, 3000)
   .option('--log-level <level>', 'pino log level', 'info')
   .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
-    maxWorkers: number; maxWorkersPerLogin: number; idleTimeoutMs: number;
+    maxWorkers: number; maxWorkersPerLogin: number; idleTimeoutMs: number; releaseMemoryMs: number;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

@@ -39,6 +39,8 @@ export interface ServeOptions {
   maxWorkersPerLogin: number;
   /** Idle worker connections are closed after this long. */
   idleTimeoutMs: number;
+  /** Garbage is collected after this long without activity; 0 = never. */
+  releaseMemoryMs: number;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -74,7 +76,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   try {
     await prepareDatabases(adminUrl, connstr, options.embedded, logger);
     server = await startServer({
-      journalDatabase: adminUrl, credentials, identity, host: options.listen, logger,
+      journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       pool: {
         maxConnections: options.maxWorkers,
         maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),

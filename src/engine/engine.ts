@@ -53,6 +53,7 @@ export class Engine {
   readonly observer: JobObserver | undefined;
   readonly #sessions = new Set<Session>();
   readonly #running = new Set<Entry>();
+  #jobsStarted = 0;
   /**
    * One control connection per login for terminate and lock checks: outside the
    * pool's caps, so a full pool cannot keep a cancel or a deadlock check from running.
@@ -91,6 +92,11 @@ export class Engine {
     return this.#running.size;
   }
 
+  /** Jobs started since the engine was created. */
+  get jobsStarted(): number {
+    return this.#jobsStarted;
+  }
+
   /**
    * Stops the engine: sessions close (their jobs finish, results discarded),
    * running jobs get up to `graceMs` to finish and are then canceled, and the
@@ -113,6 +119,7 @@ export class Engine {
   // ---- used by sessions and job execution ----
 
   jobStarted(entry: Entry): void {
+    this.#jobsStarted++;
     this.#running.add(entry);
     this.observer?.started(jobRecord(entry));
   }

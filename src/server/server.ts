@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
 import { Journal, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
+import { fullCollection, MemoryRelease } from './memory-release.js';
 import { API_LOGIN, type ServerIdentity } from './identity.js';
 import { SqlApiHandler, type CredentialsFor } from './sql-api-handler.js';
 import { startWireServer, type WireServer } from './wire.js';
@@ -22,6 +23,12 @@ export interface ServerOptions {
   host?: string;
   logger: Logger;
   pool?: PoolOptions;
+  /**
+   * After this long without activity (no job started or ended, no worker
+   * connection opened or closed), collect garbage so that memory a burst
+   * left behind goes back. 0 = never. @default 3000
+   */
+  releaseMemoryAfterMs?: number;
 }
 
 export interface RunningServer {
@@ -30,6 +37,8 @@ export interface RunningServer {
   readonly engine: Engine;
   /** Jobs earlier runs left unfinished, now marked lost in the journal. */
   readonly lost: LostJob[];
+  /** Times memory was released after a quiet period (see releaseMemoryAfterMs). */
+  readonly memoryReleases: number;
   /** Stops accepting, lets running jobs finish for up to `graceMs`, cancels the rest and reports. */
   stop(graceMs: number): Promise<ShutdownReport>;
 }
@@ -66,14 +75,28 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw err;
   }
 
+  const quietMs = options.releaseMemoryAfterMs ?? 3000;
+  const memory = quietMs > 0
+    ? new MemoryRelease({
+      quietMs,
+      activity: () => `${engine.jobsStarted}/${engine.runningJobs}/${engine.pool.size}`,
+      release: fullCollection(),
+      released: (ms) => logger.debug({ ms: Math.round(ms), rss: process.memoryUsage.rss() }, 'quiet: garbage collected'),
+    })
+    : undefined;
+
   let stopping: Promise<ShutdownReport> | undefined;
   return {
     host: wire.host,
     port: wire.port,
     engine,
     lost,
+    get memoryReleases() {
+      return memory?.releases ?? 0;
+    },
     stop(graceMs) {
       stopping ??= (async () => {
+        memory?.stop();
         await wire.close();
         const report = await engine.close({ graceMs });
         await journal.close();

@@ -131,8 +131,8 @@ describe('pgbg install / serve --database / uninstall', () => {
     }
   });
 
-  test('serve refuses a pool option out of range, naming it', () => {
-    for (const [option, value] of [['--idle-timeout-ms', '0'], ['--max-workers', '-1']] as const) {
+  test('serve refuses a pool or memory option out of range, naming it', () => {
+    for (const [option, value] of [['--idle-timeout-ms', '0'], ['--max-workers', '-1'], ['--release-memory-ms', '-5']] as const) {
       const r = pgbg('serve', '--embedded', option, value);
       assert.equal(r.code, 1, r.stderr);
       assert.ok(r.stderr.includes(`option '${option} <`) && r.stderr.includes(`'${value}' is invalid`), r.stderr);

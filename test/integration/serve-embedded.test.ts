@@ -18,9 +18,11 @@ import { freePort } from '../../src/embedded/postgres.js';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 interface Serving {
-  child: ChildProcessByStdio<null, Readable, null>;
+  child: ChildProcessByStdio<null, Readable, Readable>;
   url: string;
   output: () => string;
+  /** What the server logged (pino JSON lines). */
+  log: () => string;
 }
 
 async function startServe(data: string, port: number, extra: string[] = []): Promise<Serving> {
@@ -28,10 +30,16 @@ async function startServe(data: string, port: number, extra: string[] = []): Pro
     process.execPath,
     ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra],
     // Its own process group, so stopServe can signal the group as a terminal's Ctrl-C does.
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   let out = '';
+  let log = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    log += d.toString();
+    // Shown as before (warnings and errors); debug lines are only kept for the assertions.
+    for (const line of d.toString().split('\n')) if (/"level":[4-6]0/.test(line)) process.stderr.write(line + '\n');
+  });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ready line in 90 s; got: ${out}`)), 90_000);
     const check = () => {
@@ -44,7 +52,7 @@ async function startServe(data: string, port: number, extra: string[] = []): Pro
     child.stdout.on('data', check);
     child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
   });
-  return { child, url, output: () => out };
+  return { child, url, output: () => out, log: () => log };
 }
 
 async function stopServe(s: Serving): Promise<{ code: number | null; output: string }> {
@@ -120,8 +128,8 @@ describe('pgbg serve --embedded', () => {
     assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 1 canceled at the deadline$/m);
   });
 
-  test('a third start: the canceled job is on record, the extension still answers', async () => {
-    serving = await startServe(data, port);
+  test('a third start: the canceled job is on record, the extension still answers; memory is released once quiet', async () => {
+    serving = await startServe(data, port, ['--release-memory-ms', '300', '--log-level', 'debug']);
     await client('postgres', async (c) => {
       const j = await c.query("SELECT state, database FROM pgbg_server.jobs WHERE sql_preview = 'SELECT pg_sleep(30)'");
       assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);
@@ -130,6 +138,10 @@ describe('pgbg serve --embedded', () => {
       const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)");
       assert.deepEqual(r.rows, [{ x: 7 }]);
     });
+    // The job above is activity; 300 ms of quiet later the server collects garbage (bounded wait).
+    const released = () => serving!.log().split('\n').filter((l) => l.includes('"msg":"quiet: garbage collected"')).length;
+    for (let i = 0; i < 100 && released() === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(released() >= 1, 'no memory release was logged within 10 s of quiet');
     assert.equal((await stopServe(serving)).code, 0);
   });
 });
