@@ -12,7 +12,6 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-
 let collector: (() => void) | undefined;
 
 /**
