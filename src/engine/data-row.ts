@@ -11,8 +11,8 @@ export type DataRow = Buffer;
 
 /**
  * Rows as the engine buffers them: one or more complete DataRow messages,
- * back to back, usually a slice of what the worker's socket read (so a large
- * result is relayed without a copy or an allocation per row).
+ * back to back, usually all the rows of one read of the worker's socket (so a
+ * large result is relayed with one allocation per read, not one per row).
  */
 export type RowRun = Buffer;
 

@@ -1,10 +1,16 @@
 /**
  * The worker connection's socket. It frames the backend's messages as they
  * arrive and, while a job is running, hands the DataRow messages (their bytes,
- * untouched: consecutive rows as one slice of what was read) to the job
- * instead of to node-postgres — whose parser would decode every value into a
- * JavaScript string, only for the SQL API to encode it again. Every other
- * message, and DataRows outside a job, go to node-postgres in stream order.
+ * untouched: consecutive rows as one buffer) to the job instead of to
+ * node-postgres — whose parser would decode every value into a JavaScript
+ * string, only for the SQL API to encode it again. Every other message, and
+ * DataRows outside a job, go to node-postgres in stream order.
+ *
+ * Every worker socket reads into one process-wide buffer and the splitter
+ * copies out exactly the bytes it hands on. Node's default allocates 64 kB per
+ * read and shrinks it in place; a result kept as views on those reads holds
+ * up to twice its bytes, and the shrunk blocks leave holes in the C heap that
+ * outlive the burst (see README, "Memory after a burst").
  */
 import net from 'node:net';
 
@@ -35,9 +41,11 @@ export class DataRowSplitter {
 
   /**
    * Feeds one chunk. `pass` gets everything that is not a DataRow (possibly
-   * part of a message); `rows` gets DataRow messages: runs of complete rows
-   * that lie in this chunk as one view on the chunk (no copy), and a row cut
-   * across chunks, once whole, as a copy.
+   * part of a message); `rows` gets DataRow messages: the complete rows that
+   * lie back to back in this chunk as one run, and a row cut across chunks,
+   * once whole, on its own. The chunk is never retained: what the callbacks
+   * get is the splitter's own memory, so the caller may reuse the chunk as
+   * soon as feed returns.
    */
   feed(chunk: Buffer, pass: (bytes: Buffer) => void, rows: (run: Buffer, count: number) => void): void {
     let pos = 0;
@@ -47,10 +55,7 @@ export class DataRowSplitter {
       if (runRows === 0) return;
       // Bytes passed before the run leave first; none can arrive during it.
       this.#flush(pass);
-      const view = chunk.subarray(runStart, pos);
-      // A view keeps its whole read buffer alive: a small one is copied, so what a
-      // job buffers never holds more than twice the bytes its queue counts.
-      rows(view.length * 2 < view.buffer.byteLength ? Buffer.from(view) : view, runRows);
+      rows(Buffer.from(chunk.subarray(runStart, pos)), runRows);
       runStart = -1;
       runRows = 0;
     };
@@ -113,12 +118,19 @@ export class DataRowSplitter {
 
   #flush(pass: (bytes: Buffer) => void): void {
     if (this.#pass.length === 0) return;
-    const bytes = this.#pass.length === 1 ? this.#pass[0]! : Buffer.concat(this.#pass);
+    // A copy, also of a single part: the parts may be views on the chunk.
+    const bytes = Buffer.concat(this.#pass);
     this.#pass = [];
     pass(bytes);
   }
 }
 
+/**
+ * The one buffer every RelaySocket reads into. Safe to share: a read is handed
+ * to its socket's callback, which copies out what it keeps, before the next
+ * read (of any socket) can land in it.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const ERROR_RESPONSE = 0x45; // 'E'
 
@@ -136,7 +148,12 @@ export class RelaySocket extends net.Socket {
   #resetFailed = false;
 
   constructor() {
-    super();
+    // onread is a documented net.Socket option that @types/node declares only for net.connect.
+    // The callback is made before `this` exists; it finds the socket through `reader`.
+    const reader: { socket?: RelaySocket } = {};
+    const onread = { buffer: READ_BUFFER, callback: (length: number, buffer: Uint8Array) => reader.socket!.receive(buffer.subarray(0, length)) };
+    super({ onread } as net.SocketConstructorOpts);
+    reader.socket = this;
     this.once('close', () => this.#settleReset(false));
   }
 
@@ -176,14 +193,13 @@ export class RelaySocket extends net.Socket {
     settle?.(ok);
   }
 
-  override emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event !== 'data') return super.emit(event, ...args);
-    const chunk = args[0] as Buffer;
+  /** What the socket does with each read: routes its messages (the bytes are not retained). */
+  receive(bytes: Uint8Array): void {
+    const chunk = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#splitter.feed(
       chunk,
-      (bytes) => super.emit('data', bytes),
-      (run, count) => (this.rowSink ? this.rowSink(run, count) : super.emit('data', run)),
+      (passed) => this.emit('data', passed),
+      (run, count) => (this.rowSink ? this.rowSink(run, count) : this.emit('data', run)),
     );
-    return true;
   }
 }
