@@ -1,4 +1,5 @@
-import { DataRowSplitter, RelaySocket } from '../../src/workers/relay-socket.js';
+import { RelaySocket } from '../../src/workers/relay-socket.js';
+import { DataRowSplitter } from '../../src/workers/data-row-splitter.js';
 import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/engine/data-row.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
