@@ -6,7 +6,8 @@
  * this machine (which the bench always starts).
  */
 import type pg from 'pg';
-import { cpuMsOf } from './server.js';
+import { readFile } from 'node:fs/promises';
+import { CLOCK_TICKS, cpuMsOf } from './server.js';
 
 export const CPU_CLASSES = ['bench', 'callers', 'server', 'workers', 'journal', 'postgres'] as const;
 export type CpuClass = (typeof CPU_CLASSES)[number];
@@ -58,4 +59,15 @@ export class CpuMeter {
     for (const [pid, a] of after.byPid) out[a.cls] += a.ms - (before.byPid.get(pid)?.ms ?? 0);
     return out;
   }
+}
+
+/**
+ * CPU time the whole machine has spent busy (user, nice, system, irq, softirq;
+ * all cores), in ms: it also counts processes that start and end between two
+ * snapshots, such as the backend of a one-shot dblink connection.
+ */
+export async function machineBusyMs(): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+  const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
+  return ((user! + nice! + system! + irq! + softirq!) * 1000) / CLOCK_TICKS;
 }

@@ -122,6 +122,16 @@ export function largeTable(figures: LargeFigure[]): string {
     );
   }
   out.push('  (×direct: against the direct query read by the client; ×dblink: against dblink read the same way)');
+  const measured = figures.filter((f) => f.cpuSeconds);
+  if (measured.length > 0) {
+    const columns = [...CPU_CLASSES, 'machine'] as const;
+    const cpuWidths = [48, ...columns.map(() => 9)];
+    out.push('', 'CPU seconds per run by process (medians)');
+    out.push(row(['path', ...columns], cpuWidths));
+    for (const f of measured) out.push(row([`  ${f.label}`, ...columns.map((c) => fmt(f.cpuSeconds![c].median, 2))], cpuWidths));
+    out.push('  (as in the CPU table above; machine: all cores busy, every process, including a one-shot dblink\'s backend,');
+    out.push('   which ends before it can be counted by process; the callers column then holds only the caller\'s side)');
+  }
   return out.join('\n');
 }
 

@@ -27,6 +27,8 @@ export interface LargeFigure {
   label: string;
   rows: number;
   seconds: Spread;
+  /** CPU seconds per run of each class of process, and of the whole machine (absent in older results). */
+  cpuSeconds?: Record<CpuClass | 'machine', Spread>;
 }
 
 export interface TargetCheck {

@@ -15,7 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import { Engine, type Session } from '../src/index.js';
 import { runProbes } from './breakdown.js';
-import { CALLER_APP_NAME, CPU_CLASSES, CpuMeter, type CpuClass } from './cpu.js';
+import { CALLER_APP_NAME, CPU_CLASSES, CpuMeter, machineBusyMs, type CpuClass } from './cpu.js';
 import { renderChart } from './chart.js';
 import { LARGE_VARIANTS, timeLarge } from './large.js';
 import { runMemory, type MemoryConfig } from './memory.js';
@@ -23,7 +23,7 @@ import { PATHS, runBatch, type BenchContext, type JobKind, type Tier } from './p
 import { breakdownTable, checkTargets, cpuTable, largeTable, latencyTable, memoryTable, targetsTable } from './report.js';
 import type { BenchResults, LargeFigure, LatencyFigure } from './results.js';
 import { startServer, type ServerUnderTest } from './server.js';
-import { percentile, spread } from './stats.js';
+import { percentile, spread, type Spread } from './stats.js';
 import { nowMs, sleep, withTimeout } from './util.js';
 
 interface Config {
@@ -137,11 +137,22 @@ async function runLarge(ctx: BenchContext, cfg: Config): Promise<LargeFigure[]> 
   // One untimed pass at a tenth of the size first: the first large result after start
   // pays for JIT and heap growth (~2 s instead of ~1.3 s for the SQL API) in every path.
   for (const v of LARGE_VARIANTS) await timeLarge(ctx, v, Math.max(1, Math.floor(cfg.largeRows / 10)));
+  const cpu = new Map(LARGE_VARIANTS.map((v) => [v.id, [] as Record<CpuClass | 'machine', number>[]]));
   for (let rep = 0; rep < cfg.largeReps; rep++) {
-    for (const v of LARGE_VARIANTS) times.get(v.id)!.push((await timeLarge(ctx, v, cfg.largeRows)) / 1000);
+    for (const v of LARGE_VARIANTS) {
+      const before = await ctx.cpu.snapshot();
+      const machineBefore = await machineBusyMs();
+      times.get(v.id)!.push((await timeLarge(ctx, v, cfg.largeRows)) / 1000);
+      const machine = (await machineBusyMs()) - machineBefore;
+      cpu.get(v.id)!.push({ ...CpuMeter.diff(before, await ctx.cpu.snapshot()), machine });
+    }
     progress(`large results: rep ${rep + 1}/${cfg.largeReps} done`);
   }
-  return LARGE_VARIANTS.map((v) => ({ variant: v.id, label: v.label, rows: cfg.largeRows, seconds: spread(times.get(v.id)!) }));
+  const columns = [...CPU_CLASSES, 'machine'] as const;
+  return LARGE_VARIANTS.map((v) => ({
+    variant: v.id, label: v.label, rows: cfg.largeRows, seconds: spread(times.get(v.id)!),
+    cpuSeconds: Object.fromEntries(columns.map((c) => [c, spread(cpu.get(v.id)!.map((r) => r[c] / 1000))])) as Record<CpuClass | 'machine', Spread>,
+  }));
 }
 
 const SECTIONS = ['latency', 'large', 'memory'] as const;

@@ -119,7 +119,7 @@ export async function rssOf(pid: number): Promise<number> {
 }
 
 /** Linux reports process CPU time in clock ticks of this many per second. */
-const CLOCK_TICKS = (() => {
+export const CLOCK_TICKS = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
   } catch {
