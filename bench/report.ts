@@ -137,17 +137,19 @@ export function largeTable(figures: LargeFigure[]): string {
 
 export function memoryTable(m: MemoryResult): string {
   const mb = (b: number) => `${fmt(b / MB, 1)} MB`;
+  /** A difference with its sign, e.g. +1.0 MB or −1.0 MB. */
+  const signedMb = (b: number) => `${b < 0 ? '−' : '+'}${mb(Math.abs(b))}`;
   const widths = [74, 12, 14];
   return [
     `pgbg server RSS: ${m.jobs} jobs × ${fmt(m.bytesPerJob / MB, 1)} MB result, ${m.queueBytes / 1024} kB queues`,
     row(['', 'RSS', 'vs baseline'], widths),
     row(['  at ready (fresh server)', mb(m.rssAtReady), ''], widths),
     row(['  baseline (before this phase)', mb(m.baseline), ''], widths),
-    row([`  peak while unread (${m.workersBlockedOnWrite} workers blocked on ClientWrite)`, mb(m.peakUnread), `+${mb(m.peakUnread - m.baseline)}`], widths),
-    row(['  peak while reading', mb(m.peakReading), `+${mb(m.peakReading - m.baseline)}`], widths),
-    row(['  after all jobs ended (+ settle)', mb(m.after), `${m.after >= m.baseline ? '+' : ''}${mb(m.after - m.baseline)}`], widths),
+    row([`  peak while unread (${m.workersBlockedOnWrite} workers blocked on ClientWrite)`, mb(m.peakUnread), signedMb(m.peakUnread - m.baseline)], widths),
+    row(['  peak while reading', mb(m.peakReading), signedMb(m.peakReading - m.baseline)], widths),
+    row(['  after all jobs ended (+ settle)', mb(m.after), signedMb(m.after - m.baseline)], widths),
     ...m.rounds.slice(1).map((r, i) =>
-      row([`  round ${i + 2}: peak unread ${mb(r.peakUnread)}, peak reading ${mb(r.peakReading)}, after`, mb(r.after), `${r.after >= m.baseline ? '+' : ''}${mb(r.after - m.baseline)}`], widths),
+      row([`  round ${i + 2}: peak unread ${mb(r.peakUnread)}, peak reading ${mb(r.peakReading)}, after`, mb(r.after), signedMb(r.after - m.baseline)], widths),
     ),
     row(['  bound: sum of queue sizes', mb(m.queueBound), ''], widths),
     `  launch of all jobs ${fmt(m.launchMs / 1000, 2)} s; reading them ${fmt(m.readMs / 1000, 1)} s (${fmt((m.jobs * m.bytesPerJob) / MB / (m.readMs / 1000), 0)} MB/s)`,

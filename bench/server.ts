@@ -1,7 +1,7 @@
 /**
- * The server under test: `pgbg serve --embedded` as a child process. Node is
- * spawned directly (not through npm) so the child's pid is the pgbg server
- * itself, whose RSS the memory figures are about.
+ * The server under test: `pgbg serve --embedded` as a child process, started
+ * by the `pgbg` command itself (not through npm), which execs Node: the child's
+ * pid is the pgbg server, whose RSS the memory figures are about.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
@@ -42,14 +42,13 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
   // As root the embedded PostgreSQL runs as the `postgres` user, which must reach its data folder.
   await chmod(options.dataDir, 0o755);
   const port = await freePort();
-  const nodeFlags: string[] = [];
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` };
   if (options.cpuProfileDir) {
     await mkdir(options.cpuProfileDir, { recursive: true });
-    nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
+    env.PGBG_NODE_FLAGS = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`;
   }
   const args = [
-    // The built CLI, as the installed `pgbg` command runs it (`npm run bench` builds first).
-    ...nodeFlags, 'dist/cli/main.js', 'serve', '--embedded',
+    'serve', '--embedded',
     '--data', options.dataDir, '--port', String(port), '--log-level', options.logLevel ?? 'warn',
     // The memory section holds 200 unread jobs, each on its own worker.
     '--max-workers', '256', '--max-workers-per-login', '256',
@@ -57,7 +56,8 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
     // (within 1.5 × this) and the server, quiet, has released memory (3 s later).
     '--idle-timeout-ms', '5000',
   ];
-  const child = spawn(process.execPath, args, { cwd: options.root, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The installed `pgbg` command (`npm run bench` builds first), with this Node first on its PATH.
+  const child = spawn(path.join(options.root, 'bin/pgbg'), args, { cwd: options.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     // Keep only the tail: enough to explain a failure, bounded however chatty the server is.

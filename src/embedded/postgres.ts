@@ -173,6 +173,19 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
 }
 
 /**
+ * The C allocator settings the `pgbg` command gives the server (bin/pgbg) are
+ * for a Node process; PostgreSQL runs with its own defaults, as it would as a
+ * server of its own.
+ */
+export const ALLOCATOR_SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'];
+
+export function withoutAllocatorSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const rest = { ...env };
+  for (const name of ALLOCATOR_SETTINGS) delete rest[name];
+  return rest;
+}
+
+/**
  * Runs the postgres binary in its own process group, so a Ctrl-C in the
  * terminal reaches only us — and we decide when the database stops (after the
  * jobs had their grace period) instead of PostgreSQL shutting down under them.
@@ -184,7 +197,7 @@ async function spawnPostgres(
   const child = spawn(binaries.postgres, ['-D', dataDir, '-p', String(port), ...flags], {
     detached: true,
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, LC_MESSAGES: 'C' },
+    env: { ...withoutAllocatorSettings(process.env), LC_MESSAGES: 'C' },
     ...(ids ?? {}),
   });
   const killOnExit = () => child.kill('SIGINT');

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -25,13 +25,16 @@ interface Serving {
   log: () => string;
 }
 
-async function startServe(data: string, port: number, extra: string[] = []): Promise<Serving> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra],
-    // Its own process group, so stopServe can signal the group as a terminal's Ctrl-C does.
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
+/** How the server is started: from the sources (`npm start`), or by an installed `pgbg` command (a link to bin/pgbg). */
+type Launch = { command?: undefined } | { command: string; env: NodeJS.ProcessEnv };
+
+async function startServe(data: string, port: number, extra: string[] = [], launch: Launch = {}): Promise<Serving> {
+  const args = ['serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra];
+  // Its own process group, so stopServe can signal the group as a terminal's Ctrl-C does.
+  const options = { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], detached: true };
+  const child = launch.command === undefined
+    ? spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], options)
+    : spawn(launch.command, args, { ...options, env: launch.env });
   let out = '';
   let log = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -128,8 +131,23 @@ describe('pgbg serve --embedded', () => {
     assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 1 canceled at the deadline$/m);
   });
 
-  test('a third start: the canceled job is on record, the extension still answers; memory is released once quiet', async () => {
-    serving = await startServe(data, port, ['--release-memory-ms', '300', '--log-level', 'debug']);
+  test('a third start, by the installed pgbg command: the canceled job is on record, the extension still answers; memory is released once quiet', async () => {
+    // As npm installs it: a link to bin/pgbg (which runs the build: `npm test` builds first).
+    const bin = await mkdtemp(path.join(os.tmpdir(), 'pgbg-bin-'));
+    const command = path.join(bin, 'pgbg');
+    await symlink(path.join(ROOT, 'bin/pgbg'), command);
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`, MALLOC_ARENA_MAX: '4' };
+    delete env.MALLOC_MMAP_THRESHOLD_;
+    delete env.MALLOC_TRIM_THRESHOLD_;
+    serving = await startServe(data, port, ['--release-memory-ms', '300', '--log-level', 'debug'], { command, env });
+    // The command execs Node (the server keeps its pid) with the allocator settings it sets
+    // unless given. (Whether the embedded PostgreSQL got them cannot be read here: a backend
+    // reuses its environment's memory for its process title.)
+    const environ = async (pid: number) => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+    const own = await environ(serving.child.pid!);
+    assert.ok((await readFile(`/proc/${serving.child.pid!}/cmdline`, 'utf8')).includes('dist/cli/main.js'), 'the server runs the build');
+    assert.ok(own.includes('MALLOC_ARENA_MAX=4'), 'a setting given is kept');
+    assert.ok(own.includes('MALLOC_MMAP_THRESHOLD_=65536') && own.includes('MALLOC_TRIM_THRESHOLD_=131072'), own.filter((e) => e.startsWith('MALLOC')).join(' '));
     await client('postgres', async (c) => {
       const j = await c.query("SELECT state, database FROM pgbg_server.jobs WHERE sql_preview = 'SELECT pg_sleep(30)'");
       assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);
@@ -143,5 +161,6 @@ describe('pgbg serve --embedded', () => {
     for (let i = 0; i < 100 && released() === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(released() >= 1, 'no memory release was logged within 10 s of quiet');
     assert.equal((await stopServe(serving)).code, 0);
+    await rm(bin, { recursive: true, force: true });
   });
 });
