@@ -16,7 +16,11 @@ export const defaultRoute = (type: number): Route => (type === DATA_ROW ? 'row' 
  * header has arrived (by default: DataRows are handed over, the rest passes).
  */
 export class DataRowSplitter {
-  constructor(private readonly route: (type: number) => Route = defaultRoute) {}
+  constructor(
+    private readonly route: (type: number) => Route = defaultRoute,
+    /** Makes the copy of a run of rows that `rows` gets (the chunk itself is not kept). */
+    private readonly copyRun: (bytes: Buffer) => Buffer = (bytes) => Buffer.from(bytes),
+  ) {}
 
   readonly #header = Buffer.alloc(HEADER);
   #drop = false;
@@ -43,7 +47,7 @@ export class DataRowSplitter {
       if (runRows === 0) return;
       // Bytes passed before the run leave first; none can arrive during it.
       this.#flush(pass);
-      rows(Buffer.from(chunk.subarray(runStart, pos)), runRows);
+      rows(this.copyRun(chunk.subarray(runStart, pos)), runRows);
       runStart = -1;
       runRows = 0;
     };

@@ -14,6 +14,7 @@
  */
 import net from 'node:net';
 import { DataRowSplitter, defaultRoute, type Route } from './data-row-splitter.js';
+import { RunSlabs } from './run-slabs.js';
 
 /**
  * The one buffer every RelaySocket reads into. Safe to share: a read is handed
@@ -21,7 +22,7 @@ import { DataRowSplitter, defaultRoute, type Route } from './data-row-splitter.j
  * read (of any socket) can land in it.
  */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
-/** Rows a job must have streamed before its reads are paced: small results never wait. */
+/** Rows a job must have streamed before its reads are paced and its runs go to slabs: small results never wait. */
 const PACE_AFTER_BYTES = 64 * 1024;
 /** A read shorter than this, while rows stream, is followed by a rest. */
 const SHORT_READ_BYTES = READ_BUFFER.length / 2;
@@ -41,7 +42,12 @@ const ERROR_RESPONSE = 0x45; // 'E'
  * answer for a reset sent in the same write as a job (see pipelineReset).
  */
 export class RelaySocket extends net.Socket {
-  readonly #splitter = new DataRowSplitter((type) => this.#route(type));
+  readonly #splitter = new DataRowSplitter(
+    (type) => this.#route(type),
+    (bytes) => (this.#streamedBytes >= PACE_AFTER_BYTES ? this.#slabs.copy(bytes) : Buffer.from(bytes)),
+  );
+  /** A large result's runs of rows are copied into slabs (see RunSlabs). */
+  readonly #slabs = new RunSlabs();
   #rowSink: ((run: Buffer, count: number) => void) | undefined;
   /** Bytes read since the row sink was set. */
   #streamedBytes = 0;
@@ -76,6 +82,8 @@ export class RelaySocket extends net.Socket {
   set rowSink(sink: ((run: Buffer, count: number) => void) | undefined) {
     this.#rowSink = sink;
     this.#streamedBytes = 0;
+    // The next job's rows do not share a slab with this one's.
+    this.#slabs.release();
   }
 
   override pause(): this {
