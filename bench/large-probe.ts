@@ -1,0 +1,79 @@
+/**
+ * What one large result costs the pgbg server: for each of N queries of 1M
+ * rows `(int, md5)` counted in the caller through the SQL API, the wall time
+ * and the server's user and system CPU and minor page faults, read from /proc
+ * around the query. Quicker than the large section of `npm run bench` (one
+ * path, no warm-up of thousands of small jobs), for A/B comparisons of two
+ * builds run alternately:
+ *   npm run build && node --import tsx bench/large-probe.ts [label] [queries]
+ * Prints one line per query, then the medians.
+ */
+import path from 'node:path';
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { CLOCK_TICKS, startServer } from './server.js';
+import { spread } from './stats.js';
+
+const ROWS = 1_000_000;
+const MAX_QUERIES = 50;
+
+interface ProcessCounters {
+  userMs: number;
+  systemMs: number;
+  minorFaults: number;
+}
+
+async function countersOf(pid: number): Promise<ProcessCounters> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may itself hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    minorFaults: Number(fields[7]),
+    userMs: (Number(fields[11]) * 1000) / CLOCK_TICKS,
+    systemMs: (Number(fields[12]) * 1000) / CLOCK_TICKS,
+  };
+}
+
+function countedSql(rows: number): string {
+  return `SELECT count(*) AS n FROM pg_background_result(pg_background_launch('SELECT g, md5(g::text) FROM generate_series(1, ${rows}) g')) AS (i int, m text)`;
+}
+
+async function main(): Promise<void> {
+  const label = process.argv[2] ?? 'this build';
+  const queries = Math.min(MAX_QUERIES, Math.max(1, Number(process.argv[3] ?? 5)));
+  const root = path.resolve(import.meta.dirname, '..');
+  const server = await startServer({ root, dataDir: path.join(root, '.tmp', 'bench', 'large-probe') });
+  const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: server.database });
+  try {
+    await client.connect();
+    // Untimed: the first large results after start pay for JIT and heap growth.
+    for (let i = 0; i < 3; i++) await client.query(countedSql(ROWS / 10));
+    const lines: { wallMs: number; userMs: number; systemMs: number; minorFaults: number }[] = [];
+    for (let q = 0; q < queries; q++) {
+      const before = await countersOf(server.pid);
+      const t0 = performance.now();
+      const { rows } = await client.query<{ n: string }>(countedSql(ROWS));
+      const wallMs = performance.now() - t0;
+      const after = await countersOf(server.pid);
+      if (Number(rows[0]!.n) !== ROWS) throw new Error(`counted ${rows[0]!.n} rows, not ${ROWS}`);
+      const line = {
+        wallMs,
+        userMs: after.userMs - before.userMs,
+        systemMs: after.systemMs - before.systemMs,
+        minorFaults: after.minorFaults - before.minorFaults,
+      };
+      lines.push(line);
+      console.log(`${label}: wall ${wallMs.toFixed(0)} ms, server user ${line.userMs.toFixed(0)} ms, system ${line.systemMs.toFixed(0)} ms, minor faults ${line.minorFaults}`);
+    }
+    const med = (pick: (l: (typeof lines)[number]) => number) => spread(lines.map(pick)).median.toFixed(0);
+    console.log(
+      `${label} medians of ${queries}: wall ${med((l) => l.wallMs)} ms, server CPU ${med((l) => l.userMs + l.systemMs)} ms ` +
+        `(system ${med((l) => l.systemMs)}), minor faults ${med((l) => l.minorFaults)}`,
+    );
+  } finally {
+    await client.end();
+    await server.stop();
+  }
+}
+
+await main();
