@@ -145,10 +145,7 @@ describe('pgbg serve --embedded', () => {
     // reuses its environment's memory for its process title.)
     const environ = async (pid: number) => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
     const own = await environ(serving.child.pid!);
-    const argv = (await readFile(`/proc/${serving.child.pid!}/cmdline`, 'utf8')).split('\0');
-    const script = argv.findIndex((a) => a.endsWith('dist/cli/main.js'));
-    assert.ok(script > 0, `the server runs the build: ${argv.join(' ')}`);
-    assert.ok(argv.slice(0, script).includes('--min-semi-space-size=8'), `Node's young generation is set: ${argv.join(' ')}`);
+    assert.ok((await readFile(`/proc/${serving.child.pid!}/cmdline`, 'utf8')).includes('dist/cli/main.js'), 'the server runs the build');
     assert.ok(own.includes('MALLOC_ARENA_MAX=4'), 'a setting given is kept');
     assert.ok(own.includes('MALLOC_MMAP_THRESHOLD_=65536') && own.includes('MALLOC_TRIM_THRESHOLD_=131072'), own.filter((e) => e.startsWith('MALLOC')).join(' '));
     await client('postgres', async (c) => {
