@@ -5,7 +5,10 @@
  * around the query. Quicker than the large section of `npm run bench` (one
  * path, no warm-up of thousands of small jobs), for A/B comparisons of two
  * builds run alternately:
- *   npm run build && node --import tsx bench/large-probe.ts [label] [queries]
+ *   npm run build && node --import tsx bench/large-probe.ts [label] [queries] [pause-ms]
+ * `pause-ms` leaves the server quiet before each query: longer than its
+ * `--release-memory-ms` (3 s), it measures results that arrive after a quiet
+ * spell, once the server has collected garbage and V8 has shrunk its heap.
  * Prints one line per query, then the medians.
  */
 import path from 'node:path';
@@ -13,9 +16,11 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { CLOCK_TICKS, startServer } from './server.js';
 import { spread } from './stats.js';
+import { sleep } from './util.js';
 
 const ROWS = 1_000_000;
 const MAX_QUERIES = 50;
+const MAX_PAUSE_MS = 60_000;
 
 interface ProcessCounters {
   userMs: number;
@@ -41,8 +46,14 @@ function countedSql(rows: number): string {
 async function main(): Promise<void> {
   const label = process.argv[2] ?? 'this build';
   const queries = Math.min(MAX_QUERIES, Math.max(1, Number(process.argv[3] ?? 5)));
+  const pauseMs = Math.min(MAX_PAUSE_MS, Math.max(0, Number(process.argv[4] ?? 0)));
   const root = path.resolve(import.meta.dirname, '..');
   const server = await startServer({ root, dataDir: path.join(root, '.tmp', 'bench', 'large-probe') });
+  // The server must not outlive the probe: not when its output is cut short (`| head`), nor on Ctrl-C.
+  process.stdout.on('error', () => undefined);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void server.stop().finally(() => process.exit(1)));
+  }
   const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: server.database });
   try {
     await client.connect();
@@ -50,6 +61,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < 3; i++) await client.query(countedSql(ROWS / 10));
     const lines: { wallMs: number; userMs: number; systemMs: number; minorFaults: number }[] = [];
     for (let q = 0; q < queries; q++) {
+      if (pauseMs > 0) await sleep(pauseMs);
       const before = await countersOf(server.pid);
       const t0 = performance.now();
       const { rows } = await client.query<{ n: string }>(countedSql(ROWS));
@@ -67,7 +79,7 @@ async function main(): Promise<void> {
     }
     const med = (pick: (l: (typeof lines)[number]) => number) => spread(lines.map(pick)).median.toFixed(0);
     console.log(
-      `${label} medians of ${queries}: wall ${med((l) => l.wallMs)} ms, server CPU ${med((l) => l.userMs + l.systemMs)} ms ` +
+      `${label} medians of ${queries}${pauseMs > 0 ? `, each after ${pauseMs} ms of quiet` : ''}: wall ${med((l) => l.wallMs)} ms, server CPU ${med((l) => l.userMs + l.systemMs)} ms ` +
         `(system ${med((l) => l.systemMs)}), minor faults ${med((l) => l.minorFaults)}`,
     );
   } finally {
