@@ -4,9 +4,9 @@
  * backend's CPU time from /proc, per call. 1 caller, a fresh server:
  *   npm run build && node --import tsx bench/caller-probe.ts
  */
-import path from 'node:path';
-import pg from 'pg';
-import { cpuMsOf, startServer } from './server.js';
+import type pg from 'pg';
+import { withProbeServer } from './probe-server.js';
+import { cpuMsOf } from './server.js';
 
 interface Piece {
   label: string;
@@ -33,16 +33,7 @@ const PIECES: readonly Piece[] = [
 ];
 
 async function main(): Promise<void> {
-  const root = path.resolve(import.meta.dirname, '..');
-  const server = await startServer({ root, dataDir: path.join(root, '.tmp', 'bench', 'caller-probe') });
-  // The server must not outlive the probe: not when its output is cut short (`| head`), nor on Ctrl-C.
-  process.stdout.on('error', () => undefined);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void server.stop().finally(() => process.exit(1)));
-  }
-  const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: server.database });
-  try {
-    await client.connect();
+  await withProbeServer('caller-probe', async (_server, client) => {
     await client.query('CREATE EXTENSION IF NOT EXISTS dblink');
     const backend = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     // Untimed: the first calls open the dblink connection and fill the backend's caches.
@@ -54,10 +45,7 @@ async function main(): Promise<void> {
       const cpuUs = (((await cpuMsOf(backend)) - cpu0) * 1000) / piece.calls;
       console.log(`  ${piece.label.padEnd(66)} ${wallUs.toFixed(1).padStart(7)}  ${cpuUs.toFixed(1).padStart(7)}`);
     }
-  } finally {
-    await client.end();
-    await server.stop();
-  }
+  });
 }
 
 /** Runs `body` `calls` times in one DO block; resolves to the backend's own wall time per call, in µs. */

@@ -11,10 +11,9 @@
  * spell, once the server has collected garbage and V8 has shrunk its heap.
  * Prints one line per query, then the medians.
  */
-import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import pg from 'pg';
-import { CLOCK_TICKS, startServer } from './server.js';
+import { withProbeServer } from './probe-server.js';
+import { CLOCK_TICKS } from './server.js';
 import { spread } from './stats.js';
 import { sleep } from './util.js';
 
@@ -47,16 +46,7 @@ async function main(): Promise<void> {
   const label = process.argv[2] ?? 'this build';
   const queries = Math.min(MAX_QUERIES, Math.max(1, Number(process.argv[3] ?? 5)));
   const pauseMs = Math.min(MAX_PAUSE_MS, Math.max(0, Number(process.argv[4] ?? 0)));
-  const root = path.resolve(import.meta.dirname, '..');
-  const server = await startServer({ root, dataDir: path.join(root, '.tmp', 'bench', 'large-probe') });
-  // The server must not outlive the probe: not when its output is cut short (`| head`), nor on Ctrl-C.
-  process.stdout.on('error', () => undefined);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void server.stop().finally(() => process.exit(1)));
-  }
-  const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: server.database });
-  try {
-    await client.connect();
+  await withProbeServer('large-probe', async (server, client) => {
     // Untimed: the first large results after start pay for JIT and heap growth.
     for (let i = 0; i < 3; i++) await client.query(countedSql(ROWS / 10));
     const lines: { wallMs: number; userMs: number; systemMs: number; minorFaults: number }[] = [];
@@ -82,10 +72,7 @@ async function main(): Promise<void> {
       `${label} medians of ${queries}${pauseMs > 0 ? `, each after ${pauseMs} ms of quiet` : ''}: wall ${med((l) => l.wallMs)} ms, server CPU ${med((l) => l.userMs + l.systemMs)} ms ` +
         `(system ${med((l) => l.systemMs)}), minor faults ${med((l) => l.minorFaults)}`,
     );
-  } finally {
-    await client.end();
-    await server.stop();
-  }
+  });
 }
 
 await main();
