@@ -177,11 +177,21 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
  * for a Node process; PostgreSQL runs with its own defaults, as it would as a
  * server of its own.
  */
-export const ALLOCATOR_SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'];
+export const ALLOCATOR_SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_CONF'];
+/** The library bin/pgbg put in front of LD_PRELOAD (jemalloc), if it did. */
+export const PRELOADED = 'PGBG_PRELOADED';
 
 export function withoutAllocatorSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const rest = { ...env };
   for (const name of ALLOCATOR_SETTINGS) delete rest[name];
+  const ours = rest[PRELOADED];
+  delete rest[PRELOADED];
+  if (ours && rest.LD_PRELOAD !== undefined) {
+    // The loader takes a list separated by spaces or colons; only our entry goes.
+    const others = rest.LD_PRELOAD.split(/[\s:]+/).filter((lib) => lib !== '' && lib !== ours);
+    if (others.length > 0) rest.LD_PRELOAD = others.join(' ');
+    else delete rest.LD_PRELOAD;
+  }
   return rest;
 }
 

@@ -8,7 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { access, chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -27,6 +28,22 @@ interface Serving {
 
 /** How the server is started: from the sources (`npm start`), or by an installed `pgbg` command (a link to bin/pgbg). */
 type Launch = { command?: undefined } | { command: string; env: NodeJS.ProcessEnv };
+
+/** The jemalloc bin/pgbg would preload on this machine: the first readable one of the paths it tries. */
+async function systemJemalloc(): Promise<string | undefined> {
+  const launcher = await readFile(path.join(ROOT, 'bin/pgbg'), 'utf8');
+  const list = /for lib in ([^;]+);/.exec(launcher)?.[1]?.replaceAll('\\\n', ' ').split(/\s+/).filter(Boolean) ?? [];
+  assert.ok(list.length > 0, 'bin/pgbg lists where jemalloc may be');
+  for (const lib of list) {
+    try {
+      await access(lib, constants.R_OK);
+      return lib;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
 
 async function startServe(data: string, port: number, extra: string[] = [], launch: Launch = {}): Promise<Serving> {
   const args = ['serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra];
@@ -148,6 +165,14 @@ describe('pgbg serve --embedded', () => {
     assert.ok((await readFile(`/proc/${serving.child.pid!}/cmdline`, 'utf8')).includes('dist/cli/main.js'), 'the server runs the build');
     assert.ok(own.includes('MALLOC_ARENA_MAX=4'), 'a setting given is kept');
     assert.ok(own.includes('MALLOC_MMAP_THRESHOLD_=65536') && own.includes('MALLOC_TRIM_THRESHOLD_=131072'), own.filter((e) => e.startsWith('MALLOC')).join(' '));
+    // jemalloc runs in the server when the system has it, and never in the embedded PostgreSQL
+    // (whose loaded libraries /proc shows, though not its environment).
+    const jemalloc = await systemJemalloc();
+    const loaded = async (pid: number) => (await readFile(`/proc/${pid}/maps`, 'utf8')).includes('libjemalloc');
+    assert.equal(await loaded(serving.child.pid!), jemalloc !== undefined, `the server runs on ${jemalloc ?? 'glibc malloc'}`);
+    assert.equal(own.includes(`PGBG_PRELOADED=${jemalloc}`), jemalloc !== undefined);
+    const postmaster = Number((await readFile(path.join(data, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    assert.equal(await loaded(postmaster), false, 'the embedded PostgreSQL runs on its own allocator');
     await client('postgres', async (c) => {
       const j = await c.query("SELECT state, database FROM pgbg_server.jobs WHERE sql_preview = 'SELECT pg_sleep(30)'");
       assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);

@@ -17,7 +17,19 @@ test('the settings bin/pgbg exports are the ones the embedded PostgreSQL does no
 });
 
 test('withoutAllocatorSettings drops exactly those and leaves the rest', () => {
-  const env = { PATH: '/usr/bin', LC_ALL: 'C', MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '131072', MALLOC_CHECK_: '3' };
+  const env = {
+    PATH: '/usr/bin', LC_ALL: 'C', MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '131072',
+    MALLOC_CONF: 'background_thread:true', MALLOC_CHECK_: '3',
+  };
   assert.deepEqual(withoutAllocatorSettings(env), { PATH: '/usr/bin', LC_ALL: 'C', MALLOC_CHECK_: '3' });
   assert.equal(env.MALLOC_ARENA_MAX, '2', 'the given environment is left as it was');
+});
+
+test('withoutAllocatorSettings takes out only the library bin/pgbg preloaded', () => {
+  const jemalloc = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+  assert.deepEqual(withoutAllocatorSettings({ LD_PRELOAD: jemalloc, PGBG_PRELOADED: jemalloc }), {});
+  assert.deepEqual(withoutAllocatorSettings({ LD_PRELOAD: `${jemalloc} /opt/trace.so`, PGBG_PRELOADED: jemalloc }), { LD_PRELOAD: '/opt/trace.so' });
+  assert.deepEqual(withoutAllocatorSettings({ LD_PRELOAD: `/opt/trace.so:${jemalloc}`, PGBG_PRELOADED: jemalloc }), { LD_PRELOAD: '/opt/trace.so' });
+  // A preload the user chose, without bin/pgbg's mark, stays.
+  assert.deepEqual(withoutAllocatorSettings({ LD_PRELOAD: jemalloc }), { LD_PRELOAD: jemalloc });
 });
