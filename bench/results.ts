@@ -49,6 +49,8 @@ export interface BenchResults {
     platform: string;
     node: string;
     postgres: string;
+    /** The C allocator the pgbg server ran on (absent in older results). */
+    serverAllocator?: 'jemalloc' | 'glibc';
   };
   config: Record<string, unknown>;
   latency: LatencyFigure[];

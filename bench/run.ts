@@ -11,7 +11,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import { Engine, type Session } from '../src/index.js';
 import { runProbes } from './breakdown.js';
@@ -243,6 +243,7 @@ async function main(): Promise<void> {
         platform: `${os.platform()} ${os.release()} ${os.arch()}`,
         node: process.version,
         postgres: pgVersion,
+        serverAllocator: (await readFile(`/proc/${server.pid}/maps`, 'utf8')).includes('libjemalloc') ? 'jemalloc' : 'glibc',
       },
       config: { ...cfg, sections: [...args.sections] },
       latency,
@@ -279,7 +280,7 @@ async function main(): Promise<void> {
 
   const m = results.machine;
   const out = [
-    `pgbg bench (${results.mode}), ${results.startedAt}: ${m.cpus} × ${m.cpuModel}, ${m.totalMemMB} MB, Node ${m.node}, PostgreSQL ${m.postgres}; ${results.durationSec} s`,
+    `pgbg bench (${results.mode}), ${results.startedAt}: ${m.cpus} × ${m.cpuModel}, ${m.totalMemMB} MB, Node ${m.node}, PostgreSQL ${m.postgres}, server on ${m.serverAllocator ?? 'glibc'}; ${results.durationSec} s`,
     '',
     ...(results.latency.length > 0 ? [latencyTable(results.latency), '', cpuTable(results.latency), '', breakdownTable(results.breakdown), ''] : []),
     ...(results.large.length > 0 ? [largeTable(results.large), ''] : []),
