@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, chmod, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../src/embedded/postgres.js';
 
 async function testFiles(dir: string): Promise<string[]> {
@@ -41,7 +42,10 @@ async function main(): Promise<number> {
     const code = await new Promise<number>((resolve) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=180000', '--test-force-exit', ...files],
+        [
+          '--import', 'tsx', '--import', pathToFileURL(path.join(root, 'test/helpers/blocking-stdout.ts')).href,
+          '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=180000', '--test-force-exit', ...files,
+        ],
         { stdio: 'inherit', env },
       );
       child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
