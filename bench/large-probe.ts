@@ -11,32 +11,14 @@
  * spell, once the server has collected garbage and V8 has shrunk its heap.
  * Prints one line per query, then the medians.
  */
-import { readFile } from 'node:fs/promises';
 import { withProbeServer } from './probe-server.js';
-import { CLOCK_TICKS } from './server.js';
+import { countersOf } from './server.js';
 import { spread } from './stats.js';
 import { sleep } from './util.js';
 
 const ROWS = 1_000_000;
 const MAX_QUERIES = 50;
 const MAX_PAUSE_MS = 60_000;
-
-interface ProcessCounters {
-  userMs: number;
-  systemMs: number;
-  minorFaults: number;
-}
-
-async function countersOf(pid: number): Promise<ProcessCounters> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may itself hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return {
-    minorFaults: Number(fields[7]),
-    userMs: (Number(fields[11]) * 1000) / CLOCK_TICKS,
-    systemMs: (Number(fields[12]) * 1000) / CLOCK_TICKS,
-  };
-}
 
 function countedSql(rows: number): string {
   return `SELECT count(*) AS n FROM pg_background_result(pg_background_launch('SELECT g, md5(g::text) FROM generate_series(1, ${rows}) g')) AS (i int, m text)`;

@@ -127,11 +127,28 @@ export const CLOCK_TICKS = (() => {
   }
 })();
 
-export async function cpuMsOf(pid: number): Promise<number> {
+export interface ProcessCounters {
+  /** CPU time in user mode, all threads, in ms. */
+  userMs: number;
+  /** CPU time in the kernel, all threads, in ms. */
+  systemMs: number;
+  minorFaults: number;
+}
+
+export async function countersOf(pid: number): Promise<ProcessCounters> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may itself hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  return {
+    minorFaults: Number(fields[7]),
+    userMs: (Number(fields[11]) * 1000) / CLOCK_TICKS,
+    systemMs: (Number(fields[12]) * 1000) / CLOCK_TICKS,
+  };
+}
+
+export async function cpuMsOf(pid: number): Promise<number> {
+  const { userMs, systemMs } = await countersOf(pid);
+  return userMs + systemMs;
 }
 
 /**
