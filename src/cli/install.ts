@@ -1,7 +1,7 @@
 /** `pgbg install` / `pgbg uninstall`: the SQL API in an existing database. */
 import pg from 'pg';
 import { install, uninstall } from '../install/install.js';
-import { apiConnstr, loadIdentity } from '../server/identity.js';
+import { endpointOf, loadIdentity } from '../server/identity.js';
 
 export interface InstallCommandOptions {
   database: string;
@@ -14,12 +14,9 @@ export interface InstallCommandOptions {
 export async function installCommand(options: InstallCommandOptions): Promise<void> {
   const identity = await loadIdentity(options.data, options.apiPort);
   await withClient(options.database, async (client) => {
-    const report = await install(client, { schema: options.schema, serverConnstr: apiConnstr(options.apiHost, identity) });
-    process.stdout.write(
-      report.applied.length > 0
-        ? `installed the SQL API in schema ${report.schema} (migrations ${report.applied.join(', ')}); it reaches the server at ${options.apiHost}:${identity.port}\n`
-        : `the SQL API in schema ${report.schema} was up to date; it reaches the server at ${options.apiHost}:${identity.port}\n`,
-    );
+    const report = await install(client, { schema: options.schema, endpoint: endpointOf(options.apiHost, identity) });
+    const what = report.upgradedFrom ? 'upgraded the SQL API (made by an earlier pgbg)' : report.installed ? 'installed the SQL API' : 'the SQL API was up to date';
+    process.stdout.write(`${what} in schema ${report.schema}; it reaches the server at ${options.apiHost}:${identity.port}\n`);
   });
 }
 

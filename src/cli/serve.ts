@@ -9,11 +9,11 @@ import path from 'node:path';
 import pg from 'pg';
 import { parse as parseConnstr } from 'pg-connection-string';
 import { pino, type Logger } from 'pino';
-import { serverFileOwner, startEmbeddedPostgres, type EmbeddedServer } from '../embedded/postgres.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../embedded/postgres.js';
 import { writeExtension } from '../install/extension.js';
-import { install, setServer, upgradeExtension } from '../install/install.js';
+import { install, installedSchema, type Endpoint } from '../install/install.js';
 import { loadCredentials } from '../server/credentials.js';
-import { apiConnstr, loadIdentity } from '../server/identity.js';
+import { endpointOf, loadIdentity } from '../server/identity.js';
 import { startServer, type RunningServer } from '../server/server.js';
 
 export interface ServeOptions {
@@ -46,7 +46,7 @@ export interface ServeOptions {
 export async function serve(options: ServeOptions): Promise<void> {
   const logger = pino({ level: options.logLevel }, pino.destination(2));
   const identity = await loadIdentity(options.data, options.apiPort);
-  const connstr = apiConnstr(options.apiHost, identity);
+  const endpoint = endpointOf(options.apiHost, identity);
   let embedded: EmbeddedServer | undefined;
   let adminUrl: string;
   let credentials;
@@ -58,7 +58,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     });
     adminUrl = embedded.url('postgres');
     credentials = loadCredentials({ host: embedded.host, port: embedded.port, trustSocketDir: embedded.socketDir, pgpassFile: options.pgpass, passwordsFile: options.passwords });
-    await writeExtension(embedded.extensionDir, connstr, serverFileOwner());
+    await writeExtension(embedded.extensionDir, endpoint);
   } else {
     if (!options.database) throw new Error('give --database URL (the PostgreSQL to serve) or --embedded');
     if (!options.pgpass && !options.passwords && !options.trustSocket) {
@@ -74,7 +74,7 @@ export async function serve(options: ServeOptions): Promise<void> {
 
   let server: RunningServer;
   try {
-    await prepareDatabases(adminUrl, connstr, options.embedded, logger);
+    await prepareDatabases(adminUrl, endpoint, options.embedded, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       pool: {
@@ -123,20 +123,18 @@ export async function serve(options: ServeOptions): Promise<void> {
 }
 
 /**
- * Embedded: installs (or upgrades) the API in `postgres`. Both modes point every
- * database that has the API at this server's current address and secret.
+ * Embedded: installs (or upgrades) the API in `postgres`. Both modes upgrade an
+ * API an earlier pgbg made, and point every database that has the API at this
+ * server's address (and run: callers' connections to an earlier run are replaced).
  */
-async function prepareDatabases(adminUrl: string, connstr: string, installHere: boolean, logger: Logger): Promise<void> {
+async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHere: boolean, logger: Logger): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   let others: string[];
   try {
-    if (installHere) {
-      const { applied } = await install(admin, { serverConnstr: connstr });
-      if (applied.length > 0) logger.info({ applied }, 'SQL API installed');
-    } else {
-      await upgradeExtension(admin);
-      await setServer(admin, connstr);
+    if (installHere || (await installedSchema(admin)) !== undefined) {
+      const report = await install(admin, { endpoint });
+      if (report.installed) logger.info({ upgradedFrom: report.upgradedFrom }, 'SQL API installed');
     }
     const { rows } = await admin.query<{ datname: string }>(
       'SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate AND datname <> current_database() AND has_database_privilege(datname, \'CONNECT\')',
@@ -151,9 +149,11 @@ async function prepareDatabases(adminUrl: string, connstr: string, installHere: 
     const c = new pg.Client({ connectionString: u.toString() });
     try {
       await c.connect();
-      const upgraded = await upgradeExtension(c);
-      if (upgraded.length > 0) logger.info({ database: datname, applied: upgraded }, 'CREATE EXTENSION pg_background upgraded');
-      if (await setServer(c, connstr)) logger.info({ database: datname }, 'SQL API pointed at this server');
+      if ((await installedSchema(c)) !== undefined) {
+        const report = await install(c, { endpoint });
+        if (report.installed) logger.info({ database: datname, upgradedFrom: report.upgradedFrom }, 'SQL API upgraded');
+        logger.info({ database: datname }, 'SQL API pointed at this server');
+      }
     } catch (err) {
       logger.warn({ database: datname, err: (err as Error).message }, 'could not check this database for the SQL API');
     } finally {

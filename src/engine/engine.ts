@@ -166,9 +166,9 @@ export class Engine {
     }
   }
 
-  /** True when `role` has the privileges of the role with OID `ownerOid` (pg_has_role … USAGE). */
-  async hasPrivilegesOf(login: Login, role: string, ownerOid: number): Promise<boolean> {
-    const r = await this.#control(login, `SELECT pg_catalog.pg_has_role(${pg.escapeLiteral(role)}, ${Number(ownerOid)}::oid, 'USAGE') AS ok`);
+  /** True when the role with OID `roleOid` has the privileges of the role with OID `ownerOid` (pg_has_role … USAGE). */
+  async hasPrivilegesOf(login: Login, roleOid: number, ownerOid: number): Promise<boolean> {
+    const r = await this.#control(login, `SELECT pg_catalog.pg_has_role(${Number(roleOid)}::oid, ${Number(ownerOid)}::oid, 'USAGE') AS ok`);
     return r.rows[0]?.ok === true;
   }
 

@@ -293,7 +293,7 @@ export class Session {
         job,
         cookie: this.core.cookies.next(),
         context,
-        login: this.init.login,
+        login: options.login ?? this.init.login,
         abort: new AbortController(),
         settled: Promise.resolve(),
         timeoutMs: this.settings.workerTimeoutMs > 0 ? this.settings.workerTimeoutMs : context.statementTimeoutMs,
@@ -324,11 +324,11 @@ export class Session {
     return { ...context, settings: await this.changedSettings(context.settings) };
   }
 
-  /** The settings among `settings` that differ from what a fresh worker starts with (the rest need no setup). */
-  async changedSettings(settings: Record<string, string>): Promise<Record<string, string>> {
+  /** The settings among `settings` that differ from what a fresh worker of `login` starts with (the rest need no setup). */
+  async changedSettings(settings: Record<string, string>, login: Login = this.init.login): Promise<Record<string, string>> {
     const names = Object.keys(settings);
     if (names.length === 0) return settings;
-    const defaults = await this.core.loginDefaults(this.init.login, names);
+    const defaults = await this.core.loginDefaults(login, names);
     const changed: Record<string, string> = {};
     for (const name of names) if (defaults.get(name) !== settings[name]) changed[name] = settings[name]!;
     return changed;

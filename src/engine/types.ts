@@ -1,6 +1,7 @@
 /** The public shapes of the engine's API. */
 import type { FieldInfo, JobState, Notice, Progress, RawRow } from './job.js';
 import type { LaunchContext } from '../sql/launch-context.js';
+import type { Login } from '../workers/pool.js';
 
 /** A job handle: the worker backend's pid and a cookie that guards against pid reuse. */
 export interface Handle {
@@ -19,6 +20,8 @@ export interface LaunchOptions {
   queueSize?: number;
   /** Identity and settings for the worker; by default captured from the session's launcher. */
   context?: LaunchContext;
+  /** The login the worker uses instead of the session's (the SQL API: the calling role itself). */
+  login?: Login;
   /** Called for each notice or warning the worker raises. */
   onNotice?: (notice: Notice) => void;
 }

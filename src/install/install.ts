@@ -1,129 +1,183 @@
 /**
- * Installs the SQL API into a database: versioned migrations from
- * src/install/sql (applied once each, in order, in one transaction; re-running
- * is a no-op and an older install is upgraded in place), then the server's
- * connection string for the wrappers. Also: uninstall, and pointing an
- * installed API at a (restarted) server.
+ * Installs the SQL API into a database: one baseline script (src/install/sql/api.sql)
+ * in one transaction, the foreign server that points at the pgbg endpoint, and a
+ * secret of its own for the installing role. Re-running is a no-op; an API made by
+ * an earlier pgbg (the migrations chain, or CREATE EXTENSION of it) is upgraded in
+ * place. Also: uninstall, and pointing an installed API at a (restarted) server.
+ *
+ * Works for an installer that is not a superuser (managed PostgreSQL: CREATEROLE,
+ * owner of the database, dblink created beforehand, USAGE on dblink_fdw).
  */
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { PgbgError, SqlState } from '../engine/errors.js';
+import { CARRIED_SETTINGS } from '../sql/carried-settings.js';
+
+export interface Endpoint {
+  /** Address the database reaches the pgbg endpoint at. */
+  host: string;
+  port: number;
+}
 
 export interface InstallOptions {
   /** Schema for the API. @default 'public' */
   schema?: string;
-  /** libpq connection string of the pgbg server (with its secret). */
-  serverConnstr: string;
-  /** Apply migrations up to this version only (to test upgrades). */
-  upTo?: number;
+  endpoint: Endpoint;
 }
 
 export interface InstallReport {
-  /** Versions applied now (empty: it was up to date). */
-  applied: number[];
+  /** False: it was up to date (only the endpoint was updated). */
+  installed: boolean;
+  /** Set when an API made by an earlier pgbg was replaced. */
+  upgradedFrom?: 'migrations';
   schema: string;
 }
 
+/** Changes whenever api.sql changes what an installed API holds. */
+export const API_REVISION = '2026-12-02.1';
 export const SQL_DIR = path.join(import.meta.dirname, 'sql');
+/** The endpoint's foreign server; its user mappings hold each role's secret. */
+export const FOREIGN_SERVER = 'pgbg';
 /** Where CREATE EXTENSION pg_background binds dblink's C functions (it cannot create the dblink extension). */
 export const EXTENSION_DBLINK_SCHEMA = 'pgbg_private';
+/** The foreign-data wrapper CREATE EXTENSION makes for the endpoint (with dblink's own validator). */
+export const EXTENSION_FDW = 'pgbg_fdw';
 
 /**
  * dblink's C functions the SQL API calls, bound privately in pgbg_private for an
- * API made with CREATE EXTENSION (an extension script cannot create the dblink
- * extension). Idempotent: an upgrade runs it first, so migrations may use a
- * function an older extension did not bind.
+ * API made with CREATE EXTENSION, and a foreign-data wrapper validated as
+ * dblink_fdw is (dblink reads the server's and mapping's options whatever the wrapper).
  */
 export const EXTENSION_DBLINK_BINDINGS = `
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
+CREATE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
+CREATE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
   AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
+CREATE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
   AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
+CREATE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
+CREATE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
+CREATE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
   AS '$libdir/dblink', 'dblink_send_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
+CREATE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
+CREATE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
+CREATE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
   AS '$libdir/dblink', 'dblink_is_busy' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
+CREATE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
   AS '$libdir/dblink', 'dblink_cancel_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
+CREATE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
   AS '$libdir/dblink', 'dblink_error_message' LANGUAGE C STRICT PARALLEL RESTRICTED;
-REVOKE ALL ON FUNCTION pgbg_private.dblink_connect(text, text), pgbg_private.dblink_disconnect(text), pgbg_private.dblink_get_connections(),
-  pgbg_private.dblink(text, text), pgbg_private.dblink_exec(text, text), pgbg_private.dblink_send_query(text, text),
-  pgbg_private.dblink_get_result(text), pgbg_private.dblink_get_result(text, bool), pgbg_private.dblink_is_busy(text),
-  pgbg_private.dblink_cancel_query(text), pgbg_private.dblink_error_message(text) FROM PUBLIC;
+CREATE FUNCTION pgbg_private.dblink_fdw_validator(text[], oid) RETURNS void
+  AS '$libdir/dblink', 'dblink_fdw_validator' LANGUAGE C STRICT PARALLEL SAFE;
+CREATE FOREIGN DATA WRAPPER ${EXTENSION_FDW} VALIDATOR pgbg_private.dblink_fdw_validator;
 `;
+const DBLINK_FUNCTIONS = [
+  'dblink_connect(text, text)', 'dblink_disconnect(text)', 'dblink_get_connections()', 'dblink(text, text)', 'dblink_exec(text, text)',
+  'dblink_send_query(text, text)', 'dblink_get_result(text)', 'dblink_get_result(text, bool)', 'dblink_is_busy(text)',
+  'dblink_cancel_query(text)', 'dblink_error_message(text)',
+];
 
 /** Every object the API creates in its schema, for uninstall. */
 const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress'];
 const API_FUNCTION_PATTERN = String.raw`^(pg_background_.*|grant_pg_background_privileges|revoke_pg_background_privileges)$`;
 const SETTINGS = ['pg_background.max_workers', 'pg_background.default_queue_size', 'pg_background.worker_timeout'];
 
-export async function migrations(): Promise<{ version: number; file: string }[]> {
-  const files = (await readdir(SQL_DIR)).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
-  return files.map((file) => ({ version: Number(file.slice(0, 4)), file }));
+export interface ScriptOptions {
+  /** The API's schema as SQL (quoted identifier, or @extschema@). */
+  schema: string;
+  /** The schema of dblink's functions, quoted. */
+  dblink: string;
 }
 
-/** The schema the API is installed in, or undefined when it is not installed. */
+/** The baseline with its placeholders filled in. */
+export async function apiScript(options: ScriptOptions): Promise<string> {
+  const text = await readFile(path.join(SQL_DIR, 'api.sql'), 'utf8');
+  const names = `ARRAY[${CARRIED_SETTINGS.map(literal).join(', ')}]::pg_catalog.text[]`;
+  const values = `ARRAY[${CARRIED_SETTINGS.map((n) => `pg_catalog.current_setting(${literal(n)}, true)`).join(', ')}]`;
+  return text
+    .replaceAll('@schema@', options.schema)
+    .replaceAll('@dblink@', options.dblink)
+    .replaceAll('@carried_names@', names)
+    .replaceAll('@carried_values@', values);
+}
+
+/** The schema the API is installed in, or undefined when it is not installed (by this or an earlier pgbg). */
 export async function installedSchema(client: pg.ClientBase): Promise<string | undefined> {
   // Checked first: a query naming a missing table would abort the caller's transaction.
-  const present = await client.query<{ ok: boolean }>("SELECT to_regclass('pgbg_private.migrations') IS NOT NULL AS ok");
-  if (!present.rows[0]?.ok) return undefined;
-  const { rows } = await client.query<{ schema_name: string }>('SELECT schema_name FROM pgbg_private.migrations ORDER BY version LIMIT 1');
-  return rows[0]?.schema_name;
+  const { rows } = await client.query<{ current: boolean; legacy: boolean }>(
+    "SELECT to_regclass('pgbg_private.install') IS NOT NULL AS current, to_regclass('pgbg_private.migrations') IS NOT NULL AS legacy",
+  );
+  if (rows[0]?.current) return (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.install')).rows[0]?.s;
+  if (rows[0]?.legacy) return (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.migrations ORDER BY version LIMIT 1')).rows[0]?.s;
+  return undefined;
 }
 
-/** Applies what is missing and records the server's connection string. */
+/** Installs or upgrades the API, and points it at `endpoint`. */
 export async function install(client: pg.ClientBase, options: InstallOptions): Promise<InstallReport> {
-  const schemaName = options.schema ?? 'public';
-  const schema = quoteIdent(schemaName);
+  const wanted = options.schema ?? 'public';
   await client.query('BEGIN');
   try {
     // One installer at a time per database: a second one waits, then finds nothing to do.
     await client.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgbg install'))");
+    const state = await installState(client);
     const extension = await extensionSchema(client);
-    if (extension !== undefined) {
-      // Installed with CREATE EXTENSION: upgrade it as such (dblink bound in pgbg_private).
-      await client.query(EXTENSION_DBLINK_BINDINGS);
-      const applied = await applyMissing(client, extension, EXTENSION_DBLINK_SCHEMA, options.upTo);
-      await setServer(client, options.serverConnstr);
-      await client.query('COMMIT');
-      return { applied, schema: extension };
-    }
-    const existing = await installedSchema(client);
-    if (existing !== undefined && existing !== schemaName) {
-      throw new PgbgError(SqlState.invalidParameterValue, `the pgbg SQL API is already installed in schema "${existing}"`, {
-        hint: `Run pgbg uninstall first, or install with --schema ${existing}.`,
+    const schemaName = extension ?? state.schema ?? wanted;
+    if (extension === undefined && state.schema !== undefined && state.schema !== wanted) {
+      throw new PgbgError(SqlState.invalidParameterValue, `the pgbg SQL API is already installed in schema "${state.schema}"`, {
+        hint: `Run pgbg uninstall first, or install with --schema ${state.schema}.`,
       });
     }
-    await client.query('CREATE EXTENSION IF NOT EXISTS dblink');
-    const { rows } = await client.query<{ nspname: string }>(
-      "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
-    );
-    const dblink = quoteIdent(rows[0]!.nspname);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-    await client.query('CREATE SCHEMA IF NOT EXISTS pgbg_private');
-    await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
-    await client.query('CREATE TABLE IF NOT EXISTS pgbg_private.migrations (version int PRIMARY KEY, schema_name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
-    const applied = await applyMissing(client, schemaName, dblink, options.upTo);
-    await setServer(client, options.serverConnstr);
+    if (state.revision === API_REVISION) {
+      await setServer(client, options.endpoint);
+      await client.query('COMMIT');
+      return { installed: false, schema: schemaName };
+    }
+    const hadAccess = state.legacy ? await rolesWithAccess(client) : [];
+    if (extension !== undefined) {
+      await replaceExtensionInternals(client, extension, state.legacy);
+    } else {
+      if (state.legacy) await client.query('DROP SCHEMA pgbg_private CASCADE');
+      const dblink = await dblinkSchema(client);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
+      await client.query('CREATE SCHEMA pgbg_private');
+      await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
+      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: quoteIdent(dblink) }));
+      await createForeignServer(client, 'dblink_fdw', options.endpoint);
+      await recordInstall(client, schemaName);
+    }
+    await storeSettingDefaults(client);
+    await grantAccess(client, schemaName, hadAccess);
+    await setServer(client, options.endpoint);
     await client.query('COMMIT');
-    return { applied, schema: schemaName };
+    return { installed: true, ...(state.legacy ? { upgradedFrom: 'migrations' as const } : {}), schema: schemaName };
   } catch (err) {
-    await client.query('ROLLBACK');
+    await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** What is installed: the schema, the baseline revision, and whether it is the earlier migrations chain. */
+async function installState(client: pg.ClientBase): Promise<{ schema?: string; revision?: string; legacy: boolean }> {
+  const { rows } = await client.query<{ current: boolean; legacy: boolean }>(
+    "SELECT to_regclass('pgbg_private.install') IS NOT NULL AS current, to_regclass('pgbg_private.migrations') IS NOT NULL AS legacy",
+  );
+  if (rows[0]?.current) {
+    const r = (await client.query<{ schema_name: string; revision: string }>('SELECT schema_name, revision FROM pgbg_private.install')).rows[0];
+    return { ...(r ? { schema: r.schema_name, revision: r.revision } : {}), legacy: false };
+  }
+  const schema = await installedSchema(client);
+  return { ...(schema !== undefined ? { schema } : {}), legacy: rows[0]?.legacy ?? false };
+}
+
+async function recordInstall(client: pg.ClientBase, schemaName: string): Promise<void> {
+  await client.query('CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())');
+  await client.query('INSERT INTO pgbg_private.install (schema_name, revision) VALUES ($1, $2)', [schemaName, API_REVISION]);
 }
 
 /** The schema of CREATE EXTENSION pg_background, or undefined when it is not installed that way. */
@@ -134,58 +188,138 @@ async function extensionSchema(client: pg.ClientBase): Promise<string | undefine
   return rows[0]?.nspname;
 }
 
-/** Applies the migrations a database lacks, in order; returns their versions. */
-async function applyMissing(client: pg.ClientBase, schemaName: string, dblinkSchema: string, upTo?: number): Promise<number[]> {
-  const applied: number[] = [];
-  const done = new Set((await client.query<{ version: number }>('SELECT version FROM pgbg_private.migrations')).rows.map((r) => r.version));
-  for (const m of await migrations()) {
-    if (done.has(m.version) || (upTo !== undefined && m.version > upTo)) continue;
-    const text = (await readFile(path.join(SQL_DIR, m.file), 'utf8')).replaceAll('@schema@', quoteIdent(schemaName)).replaceAll('@dblink@', dblinkSchema);
-    await client.query(text);
-    await client.query('INSERT INTO pgbg_private.migrations (version, schema_name) VALUES ($1, $2)', [m.version, schemaName]);
-    applied.push(m.version);
+async function dblinkSchema(client: pg.ClientBase): Promise<string> {
+  const find = () => client.query<{ nspname: string }>(
+    "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
+  );
+  let { rows } = await find();
+  if (rows.length === 0) {
+    await client.query('SAVEPOINT pgbg_dblink');
+    try {
+      await client.query('CREATE EXTENSION dblink');
+      await client.query('RELEASE SAVEPOINT pgbg_dblink');
+    } catch (err) {
+      await client.query('ROLLBACK TO SAVEPOINT pgbg_dblink');
+      throw new PgbgError(SqlState.insufficientPrivilege, 'the pgbg SQL API needs the dblink extension, and this role cannot create it', {
+        detail: (err as Error).message,
+        hint: 'Ask a superuser (or your provider\'s admin role) to run: CREATE EXTENSION dblink;',
+      });
+    }
+    ({ rows } = await find());
   }
-  return applied;
+  return rows[0]!.nspname;
+}
+
+async function createForeignServer(client: pg.ClientBase, fdw: string, endpoint: Endpoint): Promise<void> {
+  await client.query('SAVEPOINT pgbg_server');
+  try {
+    const db = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
+    await client.query(
+      `CREATE SERVER ${FOREIGN_SERVER} FOREIGN DATA WRAPPER ${quoteIdent(fdw)} OPTIONS (host ${literal(endpoint.host)}, port ${literal(String(endpoint.port))}, dbname ${literal(db)})`,
+    );
+    await client.query('RELEASE SAVEPOINT pgbg_server');
+  } catch (err) {
+    await client.query('ROLLBACK TO SAVEPOINT pgbg_server');
+    const code = (err as { code?: string }).code;
+    if (code === SqlState.insufficientPrivilege) {
+      throw new PgbgError(SqlState.insufficientPrivilege, `this role may not create a foreign server with ${fdw}`, {
+        detail: (err as Error).message,
+        hint: `Ask a superuser (or your provider's admin role) to run: GRANT USAGE ON FOREIGN DATA WRAPPER ${fdw} TO ${'<this role>'};`,
+      });
+    }
+    throw err;
+  }
+  await client.query(`GRANT USAGE ON FOREIGN SERVER ${FOREIGN_SERVER} TO pgbackground_role`);
 }
 
 /**
- * Brings an API installed with CREATE EXTENSION pg_background up to this
- * version's migrations (the extension keeps its version, 1.8, so PostgreSQL's
- * own update scripts do not apply). Objects replaced stay extension members;
- * new ones live in pgbg_private or the extension's schema, and uninstall drops
- * them with the extension. Returns the versions applied (empty: none, or no
- * extension here).
+ * An API made with CREATE EXTENSION: its objects must stay the extension's. An earlier
+ * pgbg's private objects leave the extension and go; the baseline's are made and adopted.
  */
-export async function upgradeExtension(client: pg.ClientBase): Promise<number[]> {
-  await client.query('BEGIN');
-  try {
-    await client.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgbg install'))");
-    const schema = await extensionSchema(client);
-    if (schema === undefined || (await installedSchema(client)) === undefined) {
-      await client.query('ROLLBACK');
-      return [];
-    }
-    await client.query(EXTENSION_DBLINK_BINDINGS);
-    const applied = await applyMissing(client, schema, EXTENSION_DBLINK_SCHEMA);
-    await client.query('COMMIT');
-    return applied;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
+async function replaceExtensionInternals(client: pg.ClientBase, schemaName: string, legacy: boolean): Promise<void> {
+  if (legacy) {
+    const members = await client.query<{ what: string }>(
+      `SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what
+         FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+        WHERE e.extname = 'pg_background' AND d.deptype = 'e'
+          AND ((d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = 'pgbg_private'::regnamespace))
+            OR (d.classid = 'pg_catalog.pg_class'::regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = 'pgbg_private'::regnamespace))
+            OR (d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = 'pgbg_private'::regnamespace))`,
+    );
+    for (const m of members.rows) await client.query(`ALTER EXTENSION pg_background DROP ${m.what}`);
+    await client.query('DROP SCHEMA pgbg_private CASCADE');
+  }
+  await client.query('CREATE SCHEMA pgbg_private');
+  await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
+  await client.query(EXTENSION_DBLINK_BINDINGS);
+  await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: EXTENSION_DBLINK_SCHEMA }));
+  await createForeignServer(client, EXTENSION_FDW, { host: '127.0.0.1', port: 1 });
+  await recordInstall(client, schemaName);
+  const loose = await client.query<{ what: string }>(
+    `SELECT pg_catalog.pg_describe_object(classid, objid, 0) AS what FROM (
+       SELECT 'pg_catalog.pg_namespace'::regclass AS classid, 'pgbg_private'::regnamespace::oid AS objid
+       UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, oid FROM pg_catalog.pg_proc WHERE pronamespace = 'pgbg_private'::regnamespace
+       UNION ALL SELECT 'pg_catalog.pg_class'::regclass, oid FROM pg_catalog.pg_class WHERE relnamespace = 'pgbg_private'::regnamespace AND relkind IN ('r', 'S')
+       UNION ALL SELECT 'pg_catalog.pg_foreign_data_wrapper'::regclass, oid FROM pg_catalog.pg_foreign_data_wrapper WHERE fdwname = $1
+       UNION ALL SELECT 'pg_catalog.pg_foreign_server'::regclass, oid FROM pg_catalog.pg_foreign_server WHERE srvname = $2
+     ) o WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e')`,
+    [EXTENSION_FDW, FOREIGN_SERVER],
+  );
+  for (const m of loose.rows) await client.query(`ALTER EXTENSION pg_background ADD ${m.what}`);
+}
+
+/** Roles that could use an earlier install: they keep access through the upgrade. */
+async function rolesWithAccess(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ rolname: string }>(
+    `SELECT r.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
+      WHERE m.roleid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') ORDER BY 1`,
+  );
+  return rows.map((r) => r.rolname);
+}
+
+/** Secrets for the installing role and for `roles` (an upgrade's earlier members). */
+async function grantAccess(client: pg.ClientBase, schemaName: string, roles: string[]): Promise<void> {
+  const me = (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
+  const fn = `${quoteIdent(schemaName)}.grant_pg_background_privileges`;
+  for (const role of [me, ...roles.filter((r) => r !== me)]) {
+    const ok = (await client.query<{ ok: boolean }>(`SELECT ${fn}($1) AS ok`, [role])).rows[0]?.ok;
+    if (!ok) throw new PgbgError(SqlState.insufficientPrivilege, `could not give role "${role}" access to the pgbg SQL API`);
   }
 }
 
-/** Points an installed API at the server (a new port or secret); false when the API is not installed here. */
-export async function setServer(client: pg.ClientBase, serverConnstr: string): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean; generation: boolean }>(
-    `SELECT to_regclass('pgbg_private.server') IS NOT NULL AS ok,
-            EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('pgbg_private.server') AND attname = 'generation') AS generation`,
+/**
+ * SHOW answers the defaults in a fresh session. Storing a default for a setting
+ * PostgreSQL does not know needs a superuser (or SET privilege on it); where it
+ * cannot be stored, the API treats an unset setting as its default.
+ */
+async function storeSettingDefaults(client: pg.ClientBase): Promise<void> {
+  const db = quoteIdent((await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d);
+  const defaults: [string, string][] = [['pg_background.max_workers', '16'], ['pg_background.default_queue_size', "'64kB'"], ['pg_background.worker_timeout', '0']];
+  await client.query('SAVEPOINT pgbg_settings');
+  try {
+    for (const [name, value] of defaults) await client.query(`ALTER DATABASE ${db} SET ${name} = ${value}`);
+    await client.query('RELEASE SAVEPOINT pgbg_settings');
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT pgbg_settings');
+  }
+}
+
+/**
+ * Points an installed API at the endpoint (a new address, or a new server run:
+ * callers' connections to an earlier run are replaced). False when the API is
+ * not installed here (or only an earlier pgbg's is, which install upgrades).
+ */
+export async function setServer(client: pg.ClientBase, endpoint: Endpoint): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT to_regclass('pgbg_private.install') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server WHERE srvname = $1) AS ok`,
+    [FOREIGN_SERVER],
   );
   if (!rows[0]?.ok) return false;
-  await client.query('DELETE FROM pgbg_private.server');
-  await client.query('INSERT INTO pgbg_private.server (connstr) VALUES ($1)', [serverConnstr]);
-  // A new generation makes caller backends drop connections to an earlier server run (0005).
-  if (rows[0].generation) await client.query('UPDATE pgbg_private.server SET generation = $1', [randomUUID()]);
+  const db = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
+  await client.query(
+    `ALTER SERVER ${FOREIGN_SERVER} OPTIONS (SET host ${literal(endpoint.host)}, SET port ${literal(String(endpoint.port))}, SET dbname ${literal(db)})`,
+  );
+  await client.query('UPDATE pgbg_private.server SET generation = $1', [randomUUID()]);
   return true;
 }
 
@@ -195,17 +329,17 @@ export interface UninstallOptions {
 }
 
 /**
- * Removes what install created: the API's functions and types, pgbg_private,
- * the setting defaults, and the API schema when install created it and it is
- * empty. dblink stays (other code may use it). An API installed with
- * CREATE EXTENSION is removed with DROP EXTENSION.
+ * Removes what install created: the API's functions and types, pgbg_private, the
+ * foreign server with its user mappings, the setting defaults, and the API schema
+ * when install created it and it is empty. dblink stays (other code may use it).
+ * An API installed with CREATE EXTENSION is removed with DROP EXTENSION.
  */
 export async function uninstall(client: pg.ClientBase, options: UninstallOptions = {}): Promise<{ removed: boolean }> {
   await client.query('BEGIN');
   try {
     const ext = await client.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_background'");
     if (ext.rowCount) {
-      // CASCADE: objects later migrations added are ours too (see upgradeExtension).
+      // CASCADE: the user mappings depend on the extension's foreign server.
       await client.query('DROP EXTENSION pg_background CASCADE');
     } else {
       const schemaName = await installedSchema(client);
@@ -222,6 +356,7 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
       // Private functions use the API's types: they go first. No CASCADE on the API's own
       // objects, so a user's table or view built on them stops the uninstall instead of losing data.
       await client.query('DROP SCHEMA pgbg_private CASCADE');
+      await client.query(`DROP SERVER IF EXISTS ${FOREIGN_SERVER} CASCADE`);
       for (const f of fns.rows) await client.query(`DROP FUNCTION IF EXISTS ${f.sig}`);
       for (const t of API_TYPES) await client.query(`DROP TYPE IF EXISTS ${schema}.${quoteIdent(t)}`);
       if (schemaName !== 'public') {
@@ -230,7 +365,13 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
       }
     }
     const db = await client.query<{ d: string }>('SELECT current_database() AS d');
-    for (const s of SETTINGS) await client.query(`ALTER DATABASE ${quoteIdent(db.rows[0]!.d)} RESET ${s}`);
+    await client.query('SAVEPOINT pgbg_settings');
+    try {
+      for (const s of SETTINGS) await client.query(`ALTER DATABASE ${quoteIdent(db.rows[0]!.d)} RESET ${s}`);
+      await client.query('RELEASE SAVEPOINT pgbg_settings');
+    } catch {
+      await client.query('ROLLBACK TO SAVEPOINT pgbg_settings');
+    }
     if (options.dropRole) {
       await client.query("DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN DROP ROLE pgbackground_role; END IF; END $$");
     }
@@ -242,6 +383,12 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
   }
 }
 
-function quoteIdent(name: string): string {
+export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+export function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+export { DBLINK_FUNCTIONS };

@@ -3,18 +3,26 @@
  * SQL API. `pgbg serve` runs one; tests and benchmarks start it in-process.
  */
 import pg from 'pg';
+import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
 import { Journal, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
 import { fullCollection, MemoryRelease } from './memory-release.js';
-import { API_LOGIN, type ServerIdentity } from './identity.js';
-import { SqlApiHandler, type CredentialsFor } from './sql-api-handler.js';
+import type { ServerIdentity } from './identity.js';
+import { RoleKeys } from './role-keys.js';
+import { roleOfLogin, SqlApiHandler, type CredentialsFor } from './sql-api-handler.js';
 import { startWireServer, type WireServer } from './wire.js';
 
 export interface ServerOptions {
   /** Where the journal lives: a login allowed to create the journal's schema. */
   journalDatabase: pg.ClientConfig | string;
+  /**
+   * The login that reads each database's role keys (pgbg_private.role_keys) and
+   * sees its backends: the role that installed the API there, or a superuser.
+   * @default journalDatabase's login, in the database asked for
+   */
+  admin?: (database: string) => pg.ClientConfig;
   /** @default 'pgbg_server' */
   journalSchema?: string;
   credentials: CredentialsFor;
@@ -57,20 +65,26 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
   const engine = new Engine({ logger, observer: journal, ...(options.pool ? { pool: options.pool } : {}) });
+  const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger);
   let wire: WireServer;
   try {
     await engine.ready();
-    const handler = new SqlApiHandler(engine, options.credentials);
-    const secret = options.identity.secret;
+    const handler = new SqlApiHandler({ engine, credentialsFor: options.credentials, keys });
     wire = await startWireServer({
       handler,
       logger,
       host: options.host ?? '127.0.0.1',
       port: options.identity.port,
-      authenticate: (user) => (user === API_LOGIN ? { password: secret } : undefined),
+      // Each role logs in as r<oid> with its own secret; the server holds only its SCRAM verifier.
+      authenticate: async (user, database) => {
+        const oid = roleOfLogin(user);
+        const key = oid === undefined ? undefined : await keys.read(database, oid);
+        return key ? { scramVerifier: key.scram } : undefined;
+      },
     });
   } catch (err) {
     await engine.close({ graceMs: 0 });
+    await keys.close();
     await journal.close();
     throw err;
   }
@@ -99,6 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         memory?.stop();
         await wire.close();
         const report = await engine.close({ graceMs });
+        await keys.close();
         await journal.close();
         logger.info({ finished: report.finished, canceled: report.canceled.length }, 'server stopped');
         for (const job of report.canceled) {
@@ -109,4 +124,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return stopping;
     },
   };
+}
+
+/** The journal's login, in another database. */
+function adminFrom(journal: pg.ClientConfig | string): (database: string) => pg.ClientConfig {
+  const base = typeof journal === 'string' ? (parseConnectionString(journal) as pg.ClientConfig) : journal;
+  return (database) => ({ ...base, database });
 }

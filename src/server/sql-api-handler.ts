@@ -1,20 +1,39 @@
 /**
- * Serves the SQL API's requests on the wire endpoint: maps each caller backend
- * (bound by `hello`) to one engine session, and each request to one engine
- * operation. A session ends when the last wire connection of its backend
- * closes — the caller's backend ended — so its jobs finish and their results
- * are discarded, as with pg_background.
+ * Serves the SQL API's requests on the wire endpoint. Who calls is never taken
+ * from a request's body:
+ *  - the connection logged in as one role (`r<oid>`, with that role's secret);
+ *  - every request carries a proof made with the same role's secret, bound to
+ *    the connection's nonce and used once (request-proof.ts), so code that merely
+ *    finds the connection in the caller's backend cannot use it;
+ *  - jobs run on workers that log in as that role itself, by OID.
+ * Each caller backend (bound by `hello`, checked against pg_stat_activity) has
+ * one engine session, shared by the roles that call from it, as pg_background
+ * keeps one table of handles per backend; a role may touch only the jobs of roles
+ * whose privileges it has. A session ends when the last wire connection of its
+ * backend closes — the backend ended — so its jobs finish and their results are
+ * discarded, as with pg_background.
  */
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import { errors, PgbgError, SqlState } from '../engine/errors.js';
 import type { Session } from '../engine/session.js';
 import type { HandleRef, Notice } from '../engine/types.js';
+import { makeLogin, type Login } from '../workers/pool.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
-import { parseRequest, type Request } from './sql-api-requests.js';
+import { badProof, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
+import type { RoleKey, RoleKeys } from './role-keys.js';
+import { notARequest, parseRequest, type Request } from './sql-api-requests.js';
 
 /** Worker credentials for a database and login role; undefined when the server has none. */
 export type CredentialsFor = (database: string, user: string) => pg.ClientConfig | undefined;
+
+/** What one wire connection is: its role, its nonce and the last sequence number it used. */
+interface Caller {
+  roleOid: number;
+  nonce: string;
+  lastSeq: bigint;
+  bound: Bound;
+}
 
 interface Bound {
   key: string;
@@ -30,8 +49,20 @@ interface Bound {
   noticesRaised: Map<number, number>;
 }
 
+/** The endpoint login of a role: `r` and its OID. */
+export function loginOf(roleOid: number): string {
+  return `r${roleOid}`;
+}
+
+/** The role OID of an endpoint login, or undefined. */
+export function roleOfLogin(user: string): number | undefined {
+  const m = /^r([1-9]\d{0,9})$/.exec(user);
+  const oid = m ? Number(m[1]) : NaN;
+  return Number.isSafeInteger(oid) && oid <= 0xffffffff ? oid : undefined;
+}
+
 /** Requests that wait for a job (its end, or its first row) as long as it takes. */
-const WAITING_OPS: ReadonlySet<Request['op']> = new Set(['wait', 'wait_timeout', 'describe', 'describe_v2']);
+const WAITING_OPS: ReadonlySet<Request['op']> = new Set(['wait', 'wait_timeout']);
 
 /** `work`'s outcome, or the abort's reason as soon as `signal` aborts (`work` then settles unobserved). */
 function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -67,34 +98,50 @@ const FLOAT8 = 701;
 const OID = 26;
 const TIMESTAMPTZ = 1184;
 
+export interface SqlApiHandlerOptions {
+  engine: Engine;
+  credentialsFor: CredentialsFor;
+  keys: RoleKeys;
+}
+
 export class SqlApiHandler implements WireHandler {
   readonly #sessions = new Map<string, { session: Session; connections: number }>();
+  readonly #logins = new Map<string, Login>();
+  readonly #engine: Engine;
+  readonly #credentialsFor: CredentialsFor;
+  readonly #keys: RoleKeys;
 
-  constructor(
-    private readonly engine: Engine,
-    private readonly credentialsFor: CredentialsFor,
-  ) {}
+  constructor(options: SqlApiHandlerOptions) {
+    this.#engine = options.engine;
+    this.#credentialsFor = options.credentialsFor;
+    this.#keys = options.keys;
+  }
 
   async query(text: string, conn: WireConnection, signal: AbortSignal): Promise<WireResult | WireResult[]> {
-    const req = parseRequest(text);
-    if (req.op === 'hello') return this.#hello(req, conn);
-    const bound = conn.state.get('bound') as Bound | undefined;
-    if (!bound) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    if (req.op === 'describe_result') return this.#describeResult(req, bound, signal);
-    const answer = this.#dispatch(req, bound);
+    const signed = parseSignedRequest(text);
+    if (!signed) throw notARequest();
+    const req = parseRequest(signed.body);
+    const roleOid = roleOfLogin(conn.user);
+    if (roleOid === undefined) throw badProof();
+    const caller = conn.state.get('caller') as Caller | undefined;
+    if (req.op === 'hello') return this.#hello(req, signed, roleOid, conn);
+    if (!caller) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
+    const role = await this.#verify(signed, caller, conn.database);
+    if (req.op === 'describe_result') return this.#describeResult(req, caller, role, signal);
+    const answer = this.#dispatch(req, caller, role, conn.database);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
     return WAITING_OPS.has(req.op) ? unlessAborted(answer, signal) : answer;
   }
 
   onClose(conn: WireConnection): void {
-    const bound = conn.state.get('bound') as Bound | undefined;
-    if (!bound) return;
-    const entry = this.#sessions.get(bound.key);
+    const caller = conn.state.get('caller') as Caller | undefined;
+    if (!caller) return;
+    const entry = this.#sessions.get(caller.bound.key);
     if (!entry) return;
     entry.connections--;
     if (entry.connections === 0) {
-      this.#sessions.delete(bound.key);
+      this.#sessions.delete(caller.bound.key);
       entry.session.close();
     }
   }
@@ -103,106 +150,128 @@ export class SqlApiHandler implements WireHandler {
     return this.#sessions.size;
   }
 
+  /** The request's role, once its proof and sequence number are good. */
+  async #verify(signed: SignedRequest, caller: Caller, database: string): Promise<RoleKey> {
+    const key = await this.#keys.current(database, caller.roleOid);
+    if (!key || !proofIsValid(signed, caller.nonce, key.proofKey)) throw badProof();
+    if (signed.seq <= caller.lastSeq) throw replayedRequest();
+    caller.lastSeq = signed.seq;
+    return key;
+  }
+
+  async #hello(req: Extract<Request, { op: 'hello' }>, signed: SignedRequest, roleOid: number, conn: WireConnection): Promise<WireResult> {
+    if (conn.state.has('caller')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
+    const key = await this.#keys.current(conn.database, roleOid);
+    if (!key || !proofIsValid(signed, req.nonce, key.proofKey)) throw badProof();
+    // The backend must exist in this database; its start time, where the server may see it, must match.
+    const seen = await this.#keys.backendStart(conn.database, req.backend_pid);
+    if (seen === undefined || (seen !== null && req.backend_start !== null && seen !== req.backend_start)) {
+      throw new PgbgError(SqlState.invalidAuthorization, `no backend with PID ${req.backend_pid} in database "${conn.database}" started at the time claimed`);
+    }
+    const sessionKey = `${conn.database}\u0000${req.backend_pid}\u0000${seen ?? req.backend_start ?? ''}`;
+    let entry = this.#sessions.get(sessionKey);
+    if (!entry) {
+      entry = { session: this.#engine.session({ connection: { database: conn.database } }), connections: 0 };
+      this.#sessions.set(sessionKey, entry);
+    }
+    entry.connections++;
+    const bound: Bound = { key: sessionKey, session: entry.session, backendPid: req.backend_pid, notices: new Map(), noticesRaised: new Map() };
+    conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, bound } satisfies Caller);
+    return { commandTag: 'HELLO' };
+  }
+
+  /** The login a role's workers use: the role itself, found by OID, never another. */
+  #loginFor(database: string, role: RoleKey): Login {
+    if (!role.canLogin) {
+      throw new PgbgError(SqlState.invalidAuthorization, `role "${role.name}" cannot log in, so pgbg cannot run a job as it`, {
+        detail: 'A job runs as the role of the code that launches it (current_user), logged in as that role itself.',
+        hint: 'Launch from a role with LOGIN, or give this role LOGIN (and the server credentials for it).',
+      });
+    }
+    const cacheKey = `${database}\u0000${role.roleOid}\u0000${role.name}`;
+    let login = this.#logins.get(cacheKey);
+    if (!login) {
+      const credentials = this.#credentialsFor(database, role.name);
+      if (!credentials) {
+        throw new PgbgError(SqlState.invalidAuthorization, `pgbg has no credentials for role "${role.name}"`, {
+          hint: 'Give the server credentials for this role (pgpass file or mapping); it never falls back to another login.',
+        });
+      }
+      login = makeLogin({ ...credentials, database }, { roleOid: role.roleOid });
+      this.#logins.set(cacheKey, login);
+    }
+    return login;
+  }
+
   /**
-   * Since 0012: the columns once the job has ended or filled its queue, and with
-   * them — when the job has ended and its rows are few — the rows, as a second
-   * result set in the same answer. Otherwise (`inline` false) the wrapper streams
-   * the rows with a `result` request. Waiting gives way to a cancel.
+   * The columns once the job has ended or filled its queue, and with them —
+   * when the job has ended and its rows are few — the rows, as a second result
+   * set in the same answer. Otherwise (`inline` false) the wrapper streams the
+   * rows with a `result` request. Waiting gives way to a cancel.
    */
-  async #describeResult(req: Extract<Request, { op: 'describe_result' }>, bound: Bound, signal: AbortSignal): Promise<WireResult | WireResult[]> {
-    const { session } = bound;
-    if (req.role !== undefined) await this.#checkOwner(session, req.pid, req.role, req.role_oid);
+  async #describeResult(req: Extract<Request, { op: 'describe_result' }>, caller: Caller, role: RoleKey, signal: AbortSignal): Promise<WireResult | WireResult[]> {
+    const { session } = caller.bound;
+    await this.#checkOwner(session, req.pid, role);
     const handle = ref(req);
     const fields = await unlessAborted(session.describe(handle), signal);
     await unlessAborted(session.awaitRows(handle), signal);
     const job = session.entry(handle).job;
     const inline = job.ended && fields.length > 0 && job.bufferedBytes <= INLINE_RESULT_BYTES;
-    const pending = pendingNotices(job, bound, req.pid);
+    const pending = pendingNotices(job, caller.bound, req.pid);
     const columns = rows(
       [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL]],
       fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f']),
       'SELECT',
     );
-    return inline ? [columns, await this.#dispatch({ ...req, op: 'result' }, bound)] : columns;
+    return inline ? [columns, await this.#result(req, caller.bound)] : columns;
   }
 
-  /** A caller whose current role lacks the owner role's privileges may not touch its worker. */
-  async #checkOwner(session: Session, pid: number, role: string, roleOid: number | undefined): Promise<void> {
+  /** A caller whose role lacks the owner role's privileges may not touch its worker. */
+  async #checkOwner(session: Session, pid: number, role: RoleKey): Promise<void> {
     let entry;
     try {
       entry = session.entry({ pid });
     } catch {
       return; // unknown or consumed handles get their own errors from the operation
     }
-    const owner = entry.context.roleOid;
-    if (owner === undefined) return;
-    // Both OIDs come from the caller's backend (the wrappers): the launching role itself needs no query.
-    if (roleOid === owner) return;
-    if (!(await this.engine.hasPrivilegesOf(entry.login, role, owner))) throw errors.permissionDenied(pid);
+    if (!(await this.#mayTouch(entry.context.roleOid, entry.login, role))) throw errors.permissionDenied(pid);
   }
 
-  #hello(req: Extract<Request, { op: 'hello' }>, conn: WireConnection): WireResult {
-    if (conn.state.has('bound')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
-    const key = `${conn.database}\u0000${req.backend_pid}\u0000${req.backend_start}`;
-    let entry = this.#sessions.get(key);
-    if (!entry) {
-      const credentials = this.credentialsFor(conn.database, req.session_user);
-      if (!credentials) {
-        throw new PgbgError(SqlState.invalidAuthorization, `pgbg has no credentials for role "${req.session_user}"`, {
-          hint: 'Give the server credentials for this role (pgpass file or mapping); it never falls back to another login.',
-        });
-      }
-      entry = { session: this.engine.session({ connection: credentials }), connections: 0 };
-      this.#sessions.set(key, entry);
-    }
-    entry.connections++;
-    conn.state.set('bound', { key, session: entry.session, backendPid: req.backend_pid, notices: new Map(), noticesRaised: new Map() } satisfies Bound);
-    return { commandTag: 'HELLO' };
+  async #mayTouch(owner: number | undefined, login: Login, role: RoleKey): Promise<boolean> {
+    if (owner === undefined || owner === role.roleOid) return true;
+    return this.#engine.hasPrivilegesOf(login, role.roleOid, owner);
   }
 
-  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, bound: Bound): Promise<WireResult> {
+  async #result(req: { pid: number; cookie?: string | undefined }, bound: Bound): Promise<WireResult> {
+    const raw = await bound.session.rawResult(ref(req));
+    const pending = raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0);
+    // Kept only when there is something to fetch: a wrapper told "none" never asks.
+    if (pending.length > 0) bound.notices.set(req.pid, pending);
+    else bound.notices.delete(req.pid);
+    bound.noticesRaised.delete(req.pid);
+    return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), dataRows: raw.dataRows, commandTag: 'SELECT' };
+  }
+
+  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
+    const { bound } = caller;
     const session = bound.session;
     if ('max_workers' in req) applySettings(session, req);
-    if ('pid' in req && req.role !== undefined) await this.#checkOwner(session, req.pid, req.role, req.role_oid);
+    if ('pid' in req) await this.#checkOwner(session, req.pid, role);
     switch (req.op) {
       case 'launch':
       case 'submit': {
+        const login = this.#loginFor(database, role);
         const context = {
-          role: req.role ?? undefined,
-          roleOid: req.role_oid ?? undefined,
-          settings: await session.changedSettings(req.settings),
+          roleOid: role.roleOid,
+          settings: await session.changedSettings(req.settings, login),
           statementTimeoutMs: req.statement_timeout_ms,
           launcherPid: bound.backendPid,
         };
-        const h = await session[req.op](req.sql, { queueSize: req.queue_size, context });
+        const h = await session[req.op](req.sql, { queueSize: req.queue_size, context, login });
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
       }
-      case 'describe': {
-        // The caller builds its row type from these, then asks for the rows with `result`.
-        const fields = await session.describe(ref(req));
-        return rows([['position', INT4], ['name', TEXT], ['type_oid', OID]], fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID)]), 'SELECT');
-      }
-      case 'describe_v2': {
-        // Also: notices still to raise once the rows are read (-1 while the job runs), so
-        // a job that ended quietly costs the wrapper no notices request.
-        const fields = await session.describe(ref(req));
-        const job = session.entry(ref(req)).job;
-        const pending = pendingNotices(job, bound, req.pid);
-        return rows(
-          [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4]],
-          fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending]),
-          'SELECT',
-        );
-      }
-      case 'result': {
-        const raw = await session.rawResult(ref(req));
-        const pending = raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0);
-        // Kept only when there is something to fetch: a wrapper told "none" never asks.
-        if (pending.length > 0) bound.notices.set(req.pid, pending);
-        else bound.notices.delete(req.pid);
-        bound.noticesRaised.delete(req.pid);
-        return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), dataRows: raw.dataRows, commandTag: 'SELECT' };
-      }
+      case 'result':
+        return this.#result(req, bound);
       case 'notices': {
         const notices = bound.notices.get(req.pid) ?? [];
         bound.notices.delete(req.pid);
@@ -233,15 +302,21 @@ export class SqlApiHandler implements WireHandler {
         const p = session.progress(ref(req));
         return one([['progress_pct', INT4], ['progress_msg', TEXT]], p.pct < 0 ? [null, null] : [String(p.pct), p.message]);
       }
-      case 'list':
+      case 'list': {
+        // Only the jobs of roles whose privileges the caller has: others' SQL is not the caller's to see.
+        const visible = [];
+        for (const j of session.list()) {
+          if (await this.#mayTouch(j.roleOid ?? undefined, session.entry({ pid: j.pid }).login, role)) visible.push(j);
+        }
         return rows(
           [['pid', INT4], ['cookie', INT8], ['launched_at', TIMESTAMPTZ], ['user_id', OID], ['queue_size', INT4], ['state', TEXT], ['sql_preview', TEXT], ['last_error', TEXT], ['consumed', BOOL]],
-          session.list().map((j) => [
+          visible.map((j) => [
             String(j.pid), String(j.cookie), j.launchedAt.toISOString(), j.roleOid === null ? null : String(j.roleOid),
             String(j.queueSize), j.state, j.sqlPreview, j.lastError, j.consumed ? 't' : 'f',
           ]),
           'SELECT',
         );
+      }
       case 'stats': {
         const s = session.stats();
         return one(

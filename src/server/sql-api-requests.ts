@@ -1,8 +1,9 @@
 /**
  * The requests the SQL API wrappers send to the server through dblink: one JSON
- * object per Query message. The wire login proves the sender is the wrapper
- * code (only it can read the secret); `hello` then binds the connection to the
- * caller's backend once, and no later request can change who the caller is.
+ * object per Query message, after the header that proves its role
+ * (request-proof.ts). Who the caller is comes from the connection's login and
+ * that proof, never from the body; `hello` binds the connection to the caller's
+ * backend once.
  */
 import { z } from 'zod';
 import { PgbgError, SqlState } from '../engine/errors.js';
@@ -10,9 +11,6 @@ import { PgbgError, SqlState } from '../engine/errors.js';
 const handle = {
   pid: z.number().int(),
   cookie: z.string().regex(/^-?\d{1,19}$/).optional(),
-  role: z.string().optional(),
-  /** Since 0009: the OID of `role`, so the server can tell the launching role itself without a query. */
-  role_oid: z.number().int().optional(),
 };
 const gucs = {
   max_workers: z.number().int().min(1).max(1000).optional(),
@@ -33,22 +31,22 @@ const stringRecord = z.custom<Record<string, string>>(
 export const Request = z.discriminatedUnion('op', [
   z.object({
     op: z.literal('hello'),
-    session_user: z.string().min(1),
+    /** Chosen by the caller's backend for this connection; every proof on it is bound to it. */
+    nonce: z.string().regex(/^[0-9a-f]{32}$/),
     backend_pid: z.number().int(),
-    backend_start: z.string().min(1),
+    /** As the caller's backend sees it (null when its current role may not see its own backend's start). */
+    backend_start: z.string().min(1).nullable().default(null),
   }),
   z.object({
     op: z.enum(['launch', 'submit']),
     sql: z.string(),
     queue_size: z.number().int().default(0),
-    role: z.string().nullable().default(null),
-    role_oid: z.number().int().nullable().default(null),
     settings: stringRecord.default({}),
     statement_timeout_ms: z.number().int().min(0).default(0),
     ...gucs,
   }),
-  z.object({ op: z.enum(['describe', 'describe_v2', 'result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
-  /** Since 0012: describe_v2 and result answered together (two result sets). */
+  z.object({ op: z.enum(['result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
+  /** The columns, and the rows too when they are few (two result sets). */
   z.object({ op: z.literal('describe_result'), ...handle }),
   z.object({ op: z.literal('wait_timeout'), ...handle, timeout_ms: z.number().int() }),
   z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0) }),
@@ -62,11 +60,15 @@ export function parseRequest(text: string): Request {
   try {
     json = JSON.parse(text);
   } catch {
-    throw new PgbgError(SqlState.featureNotSupported, 'this endpoint accepts only pgbg SQL API requests');
+    throw notARequest();
   }
   const parsed = Request.safeParse(json);
   if (!parsed.success) {
     throw new PgbgError('08P01', 'malformed pgbg SQL API request', { detail: parsed.error.issues[0]?.message });
   }
   return parsed.data;
+}
+
+export function notARequest(): PgbgError {
+  return new PgbgError(SqlState.featureNotSupported, 'this endpoint accepts only pgbg SQL API requests');
 }

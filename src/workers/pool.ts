@@ -58,9 +58,11 @@ export interface Login {
   readonly database: string;
   /** For messages and logs: user@database (never the password). */
   readonly label: string;
+  /** The OID the login's role must have: checked on every new connection (a role renamed, and its old name reused, is another role). */
+  readonly roleOid?: number | undefined;
 }
 
-export function makeLogin(config: pg.ClientConfig | string): Login {
+export function makeLogin(config: pg.ClientConfig | string, expect: { roleOid?: number } = {}): Login {
   const c: pg.ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
   // The same defaults node-postgres applies (connection string, then PG* environment, then OS user).
   const fromUrl = (c.connectionString ? parseConnectionString(c.connectionString) : {}) as Record<string, unknown>;
@@ -72,8 +74,21 @@ export function makeLogin(config: pg.ClientConfig | string): Login {
   const port = pick('port', 'PGPORT', '5432');
   const rawPassword = (c as Record<string, unknown>).password ?? fromUrl.password ?? process.env.PGPASSWORD;
   const password = typeof rawPassword === 'string' ? rawPassword : '';
-  const key = createHash('sha256').update(JSON.stringify([host, port, database, user, password])).digest('hex');
-  return { config: c, key, user, database, label: `${user}@${database}` };
+  const key = createHash('sha256').update(JSON.stringify([host, port, database, user, password, expect.roleOid ?? null])).digest('hex');
+  return { config: c, key, user, database, label: `${user}@${database}`, roleOid: expect.roleOid };
+}
+
+/** The connection's session user must be the role the login stands for, by OID. */
+async function checkRole(worker: WorkerConnection, login: Login): Promise<void> {
+  const r = await worker.query('SELECT oid::int8 AS oid FROM pg_catalog.pg_roles WHERE rolname = session_user').catch(async (err: unknown) => {
+    await worker.close();
+    throw err;
+  });
+  if (Number((r.rows[0] as { oid?: string } | undefined)?.oid) === login.roleOid) return;
+  await worker.close();
+  throw new PgbgError('28000', `the login "${login.user}" is no longer the role it was granted to (OID ${login.roleOid})`, {
+    hint: 'The role was renamed or dropped and its name reused; grant pg_background privileges to the role again.',
+  });
 }
 
 interface Bucket {
@@ -304,6 +319,7 @@ export class WorkerPool {
     this.#total++;
     try {
       const worker = await WorkerConnection.open({ config: login.config, logger: this.logger });
+      if (login.roleOid !== undefined) await checkRole(worker, login);
       worker.poolKey = login.key;
       this.logger.debug({ worker: worker.pid, login: login.label }, 'worker connection opened');
       return worker;

@@ -4,55 +4,53 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Engine } from '../../src/index.js';
-import { install, migrations } from '../../src/install/install.js';
-import { SqlApiHandler } from '../../src/server/sql-api-handler.js';
-import { startWireServer, type WireServer } from '../../src/server/wire.js';
+import { install } from '../../src/install/install.js';
+import { CARRIED_SETTINGS } from '../../src/sql/carried-settings.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { sleep, testLogger } from '../helpers/engine.js';
+import { sleep } from '../helpers/engine.js';
+import { startTestApi, type TestApi } from '../helpers/sql-api.js';
 
 describe('SQL API wrappers', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let api: TestApi;
   let engine: Engine;
-  let server: WireServer;
   let caller: pg.Client;
-  let connstr: string;
-  const secret = randomBytes(16).toString('hex');
-  const logins = new Map<string, string>();
-  /** Requests the server received, by op (to check how many round trips a call costs). */
-  const ops = new Map<string, number>();
+  let ops: Map<string, number>;
+  let logins: Map<string, string>;
+  const endpoint = () => ({ host: '127.0.0.1', port: api.server.port });
+
+  /** A LOGIN role that may connect to the test database and use the API (its own secret, its own worker login). */
+  const member = async (prefix: string) => {
+    const role = await createLoginRole(prefix);
+    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${role.name}`));
+    assert.equal((await caller.query('SELECT grant_pg_background_privileges($1) AS ok', [role.name])).rows[0].ok, true);
+    logins.set(role.name, urlFor(db.name, role));
+    return role;
+  };
+  const dropRole = (name: string) => withClient(db.url, async (c) => {
+    await c.query('SELECT revoke_pg_background_privileges($1)', [name]);
+    await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${name}`);
+    await c.query(`DROP ROLE ${name}`);
+  });
 
   before(async () => {
     db = await createTestDatabase();
-    engine = new Engine({ logger: testLogger() });
-    const login = new URL(db.url);
-    logins.set(decodeURIComponent(login.username), db.url);
-    // An explicit credentials mapping: one login per role, never a fallback to another.
-    const handler = new SqlApiHandler(engine, (_d, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined));
-    const query = handler.query.bind(handler);
-    handler.query = (text, conn, signal) => {
-      const op = (JSON.parse(text) as { op?: string }).op ?? '?';
-      ops.set(op, (ops.get(op) ?? 0) + 1);
-      return query(text, conn, signal);
-    };
-    server = await startWireServer({ handler, logger: testLogger(), authenticate: (u) => (u === 'pgbg' ? { password: secret } : undefined) });
-    connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=postgres`;
+    api = await startTestApi(db.url);
+    ({ engine, ops, logins } = api);
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, (await migrations()).map((m) => m.version));
     await caller.query('CREATE TABLE log (msg text)');
   });
   after(async () => {
     await caller?.end();
-    await server?.close();
-    await engine?.close();
+    await api?.close();
     await db?.drop();
   });
 
   test('re-running install is a no-op', async () => {
-    assert.deepEqual((await install(caller, { serverConnstr: connstr })).applied, []);
+    assert.deepEqual(await install(caller, { endpoint: endpoint() }), { installed: false, schema: 'public' });
   });
 
   test('v1: SELECT * FROM pg_background_result(pg_background_launch(...)) AS (x int)', async () => {
@@ -161,49 +159,46 @@ describe('SQL API wrappers', () => {
 
   test('no PUBLIC access: a role outside pgbackground_role is refused; a member can launch and runs as itself', async () => {
     const outsider = await createLoginRole('pgbg_out');
-    const member = await createLoginRole('pgbg_in');
-    await withClient(serverUrl(), async (c) => {
-      await c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${outsider.name}, ${member.name}`);
-      await c.query(`GRANT pgbackground_role TO ${member.name}`);
-    });
-    logins.set(member.name, urlFor(db.name, member));
+    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${outsider.name}`));
+    const inside = await member('pgbg_in');
+    let other: { name: string } | undefined;
     try {
       await withClient(urlFor(db.name, outsider), async (c) => {
         await assert.rejects(c.query("SELECT pg_background_launch('SELECT 1')"), { code: '42501' });
-        await assert.rejects(c.query('SELECT pgbg_private.conn()'), { code: '42501' });
-        await assert.rejects(c.query('SELECT * FROM pgbg_private.server'), { code: '42501' });
+        await assert.rejects(c.query("SELECT pgbg_private.request('{}')"), { code: '42501' });
+        await assert.rejects(c.query('SELECT * FROM pgbg_private.role_keys'), { code: '42501' });
       });
-      await withClient(urlFor(db.name, member), async (c) => {
-        const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
-        assert.deepEqual(r.rows, [{ who: member.name }]);
+      await withClient(urlFor(db.name, inside), async (c) => {
+        const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text, session_user::text')) AS (who text, login text)");
+        assert.deepEqual(r.rows, [{ who: inside.name, login: inside.name }]);
       });
       // A handle launched under a role the caller's current role lacks the privileges of: 42501.
-      // (grant the member a role that can use pgbg, but not with the member's privileges)
-      await withClient(serverUrl(), (c) => c.query(`GRANT pgbackground_role TO ${outsider.name}; GRANT ${outsider.name} TO ${member.name}`));
-      await withClient(urlFor(db.name, member), async (c) => {
+      other = await member('pgbg_other');
+      await withClient(serverUrl(), (c) => c.query(`GRANT ${other!.name} TO ${inside.name}`));
+      await withClient(urlFor(db.name, inside), async (c) => {
         const h = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
-        await c.query(`SET ROLE ${outsider.name}`);
+        await c.query(`SET ROLE ${other!.name}`);
         await assert.rejects(c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie]), {
           code: '42501', message: `permission denied for background worker with PID "${h.pid}"`,
         });
         await c.query('RESET ROLE');
         assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 1 }]);
-        // The other way round: launched as the outsider role, read back as the member, which has
-        // the outsider's privileges: allowed (the server asks PostgreSQL, as the roles differ).
-        await c.query(`SET ROLE ${outsider.name}`);
-        const h2 = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT current_user::text')")).rows[0];
+        // The other way round: launched as the other role (which runs as itself, logged in as
+        // itself), read back as the member, which has its privileges: allowed.
+        await c.query(`SET ROLE ${other!.name}`);
+        const h2 = (await c.query("SELECT * FROM pg_background_launch_v2('SELECT current_user::text, session_user::text')")).rows[0];
         await c.query('RESET ROLE');
-        assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (who text)', [h2.pid, h2.cookie])).rows, [{ who: outsider.name }]);
+        assert.deepEqual((await c.query('SELECT * FROM pg_background_result_v2($1, $2) AS (who text, login text)', [h2.pid, h2.cookie])).rows,
+          [{ who: other!.name, login: other!.name }]);
       });
     } finally {
       await withClient(serverUrl(), async (c) => {
-        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}, ${member.name}`);
-        await c.query(`REVOKE ${outsider.name} FROM ${member.name}`);
-        await c.query(`REVOKE pgbackground_role FROM ${outsider.name}`);
+        if (other) await c.query(`REVOKE ${other.name} FROM ${inside.name}`);
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}`);
         await c.query(`DROP ROLE ${outsider.name}`);
-        await c.query(`REVOKE pgbackground_role FROM ${member.name}`);
-        await c.query(`DROP ROLE ${member.name}`);
       });
+      if (other) await dropRole(other.name);
+      await dropRole(inside.name);
     }
   });
 
@@ -435,29 +430,12 @@ describe('SQL API wrappers', () => {
     }
   });
 
-  test('a hand-made dblink call without the secret is refused; the secret is not readable', async () => {
-    const forged = connstr.replace(secret, 'guessed-secret');
-    await assert.rejects(caller.query('SELECT dblink_connect($1, $2)', ['forged', forged]), { code: '08001' });
-    const member = await createLoginRole('pgbg_forge');
-    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${member.name}; GRANT pgbackground_role TO ${member.name}`));
-    try {
-      await withClient(urlFor(db.name, member), async (c) => {
-        await assert.rejects(c.query('SELECT connstr FROM pgbg_private.server'), { code: '42501' });
-      });
-    } finally {
-      await withClient(serverUrl(), async (c) => {
-        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${member.name}; REVOKE pgbackground_role FROM ${member.name}`);
-        await c.query(`DROP ROLE ${member.name}`);
-      });
-    }
-  });
-
-  test('the caller\'s settings read in one expression (0010) equal the general form', async () => {
+  test('the caller\'s settings read in one expression equal the general form', async () => {
     await caller.query("SET TimeZone = 'Asia/Tokyo'; SET work_mem = '48MB'; SET enable_seqscan = off");
     try {
       const general = await caller.query(`SELECT pg_catalog.json_object_agg(n, v)::jsonb AS s FROM (
-        SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest(pgbg_private.carried_settings()) AS n) x
-        WHERE v IS NOT NULL`);
+        SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest($1::text[]) AS n) x
+        WHERE v IS NOT NULL`, [CARRIED_SETTINGS]);
       const fast = await caller.query('SELECT pgbg_private.caller_settings()::jsonb AS s');
       assert.deepEqual(fast.rows[0].s, general.rows[0].s);
       assert.equal(fast.rows[0].s.TimeZone, 'Asia/Tokyo');

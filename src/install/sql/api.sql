@@ -1,0 +1,517 @@
+-- The pgbg SQL API: pg_background 1.8's functions and types, served by the pgbg server.
+--
+-- Placeholders filled in at install: @schema@ (the API's schema), @dblink@ (the schema of
+-- dblink's functions), @fdw@ (the foreign-data wrapper of the endpoint's foreign server),
+-- @carried_names@ / @carried_values@ (the settings a worker takes from its caller, from
+-- src/sql/carried-settings.ts).
+--
+-- Identity. Every wrapper is SECURITY INVOKER: it runs as the code that called it. A job runs
+-- as that code's effective role (current_user), proved to the server on every request:
+--  * the foreign server `pgbg` (made by install) points at the endpoint; each role allowed to
+--    use the API has a USER MAPPING holding its own random secret (PostgreSQL shows a mapping's
+--    options only to its role), and the server keeps only values derived from it;
+--  * dblink_connect(name, 'pgbg') logs in with the mapping of current_user;
+--  * because any code in a backend can use a dblink connection by name, a connection proves
+--    nothing by itself: each request carries a proof computed from current_user's secret,
+--    bound to the connection's nonce, a growing sequence number and the request's text.
+-- No function here is SECURITY DEFINER except the two privilege helpers, which the installer
+-- alone may execute, evaluate nothing but a role name, and qualify everything.
+
+-- The types outlive an upgrade (a caller's table may store handles): made only where missing.
+DO $$ BEGIN
+  IF pg_catalog.to_regtype('@schema@.pg_background_handle') IS NULL THEN
+    CREATE TYPE @schema@.pg_background_handle AS (pid pg_catalog.int4, cookie pg_catalog.int8);
+  END IF;
+  IF pg_catalog.to_regtype('@schema@.pg_background_stats') IS NULL THEN
+    CREATE TYPE @schema@.pg_background_stats AS (
+      workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8,
+      workers_canceled pg_catalog.int8, workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
+  END IF;
+  IF pg_catalog.to_regtype('@schema@.pg_background_progress') IS NULL THEN
+    CREATE TYPE @schema@.pg_background_progress AS (progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
+  END IF;
+END $$;
+
+-- Which run of the server the caller's connections belong to: each start writes a new one, so a
+-- connection left from an earlier run is replaced instead of failing. Not secret.
+CREATE TABLE pgbg_private.server (generation pg_catalog.text NOT NULL);
+INSERT INTO pgbg_private.server (generation) VALUES ('');
+
+-- What the server verifies a role's requests with: values derived from the role's secret,
+-- never the secret (which only the role's user mapping holds). Read by the server only.
+CREATE TABLE pgbg_private.role_keys (
+  role_oid pg_catalog.oid PRIMARY KEY,
+  -- sha256(secret): checks a request proof (see pgbg_private.request)
+  proof_key pg_catalog.bytea NOT NULL,
+  -- a SCRAM-SHA-256 verifier of the secret: checks the endpoint login
+  scram pg_catalog.text NOT NULL,
+  created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The caller backend's connection for current_user, opened (and introduced with `hello`) on
+-- first use, and one signed request on it: {connection name, request text}.
+--
+-- A connection is named pgbg_<role oid>_<generation>_<nonce>. The nonce is chosen here and
+-- bound into every proof, so a proof is good on that one connection only; the server takes each
+-- sequence number once per connection, so a proof cannot be replayed there either.
+CREATE FUNCTION pgbg_private.request(body pg_catalog.text) RETURNS pg_catalog.text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  me record;
+  secret pg_catalog.text;
+  prefix pg_catalog.text;
+  conn pg_catalog.text;
+  existing pg_catalog.text;
+  nonce pg_catalog.text;
+  doubled pg_catalog.bool := false;
+BEGIN
+  SELECT m.umuser, m.umoptions INTO me FROM pg_catalog.pg_user_mappings m
+   WHERE m.srvname = 'pgbg' AND m.usename OPERATOR(pg_catalog.=) CURRENT_USER;
+  SELECT pg_catalog.substr(o, 10) INTO secret FROM pg_catalog.unnest(me.umoptions) AS o WHERE pg_catalog.starts_with(o, 'password=');
+  IF secret IS NULL THEN
+    RAISE EXCEPTION 'role "%" may not use pg_background', CURRENT_USER USING ERRCODE = 'insufficient_privilege',
+      DETAIL = 'A job runs as the role of the code that launches it, and this role has no pgbg credentials.',
+      HINT = pg_catalog.format('An administrator can run: SELECT grant_pg_background_privileges(%L)', CURRENT_USER);
+  END IF;
+  prefix := 'pgbg_' || me.umuser::pg_catalog.text || '_' || (SELECT pg_catalog.left(pg_catalog.md5(s.generation), 8) FROM pgbg_private.server s LIMIT 1) || '_';
+  FOREACH existing IN ARRAY COALESCE(@dblink@.dblink_get_connections(), '{}') LOOP
+    IF pg_catalog.starts_with(existing, prefix) AND conn IS NULL AND NOT doubled THEN
+      conn := existing;
+    ELSIF pg_catalog.starts_with(existing, 'pgbg_' || me.umuser::pg_catalog.text || '_') THEN
+      -- An earlier server run's, or a second one under this role's name: this backend's code may
+      -- have opened it, so neither is trusted; a fresh one replaces them.
+      PERFORM @dblink@.dblink_disconnect(existing);
+      IF pg_catalog.starts_with(existing, prefix) AND conn IS NOT NULL THEN
+        PERFORM @dblink@.dblink_disconnect(conn);
+        conn := NULL;
+        doubled := true;
+      END IF;
+    END IF;
+  END LOOP;
+  IF conn IS NULL THEN
+    nonce := pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', '');
+    conn := prefix || nonce;
+    PERFORM @dblink@.dblink_connect(conn, 'pgbg');
+    PERFORM @dblink@.dblink_exec(conn, pgbg_private.sign(secret, nonce, pg_catalog.json_build_object(
+      'op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid(),
+      'backend_start', (SELECT pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+                          FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()))::pg_catalog.text));
+  ELSE
+    nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
+    PERFORM pgbg_private.settle(conn);
+  END IF;
+  RETURN ARRAY[conn, pgbg_private.sign(secret, nonce, body)];
+END $$;
+
+-- `pgbg1 <seq> <proof>\n<body>`: proof = secret XOR sha256(sha256(secret) || "<nonce> <seq> " || body),
+-- as bits. The server holds sha256(secret): it recomputes the hash, recovers the secret from the
+-- proof and checks its sha256, so what it stores is useless for making a proof (as in SCRAM).
+CREATE FUNCTION pgbg_private.sign(secret pg_catalog.text, nonce pg_catalog.text, body pg_catalog.text) RETURNS pg_catalog.text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  seq pg_catalog.text := pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::pg_catalog.int8::pg_catalog.text;
+  key pg_catalog.bytea := pg_catalog.decode(secret, 'hex');
+  mac pg_catalog.bytea := pg_catalog.sha256(pg_catalog.sha256(key) || pg_catalog.convert_to(nonce || ' ' || seq || ' ' || body, 'UTF8'));
+BEGIN
+  RETURN 'pgbg1 ' || seq || ' '
+    || ((('x' || secret)::pg_catalog.bit(256)) OPERATOR(pg_catalog.#) (('x' || pg_catalog.encode(mac, 'hex'))::pg_catalog.bit(256)))::pg_catalog.text
+    || E'\n' || body;
+END $$;
+
+-- A request abandoned by statement_timeout or Ctrl-C leaves its answer unread and the connection
+-- busy: cancel it (the server answers at once, the job itself untouched) and read it away.
+CREATE FUNCTION pgbg_private.settle(conn pg_catalog.text) RETURNS void
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+BEGIN
+  IF @dblink@.dblink_is_busy(conn) = 1 THEN
+    PERFORM @dblink@.dblink_cancel_query(conn);
+  ELSE
+    -- Nothing to read on an idle connection: an empty set at once. An answer left behind
+    -- comes out as a row or as an error (its own, or a shape other than this one).
+    BEGIN
+      PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);
+      IF NOT FOUND THEN RETURN; END IF;
+    EXCEPTION WHEN OTHERS THEN
+      NULL;
+    END;
+  END IF;
+  -- An answer is at most two result sets and its end; one of another shape is read and dropped all the same.
+  FOR i IN 1..3 LOOP
+    BEGIN
+      PERFORM * FROM @dblink@.dblink_get_result(conn, false) AS t(x pg_catalog.text);
+    EXCEPTION WHEN OTHERS THEN
+      NULL;
+    END;
+  END LOOP;
+END $$;
+
+-- The settings a worker copies from its caller; a setting this PostgreSQL lacks reads NULL and is
+-- left out. Application settings (myapp.tenant) come when named: SET pgbg.carry_settings = 'myapp.tenant'.
+CREATE FUNCTION pgbg_private.caller_settings() RETURNS pg_catalog.json
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF COALESCE(pg_catalog.current_setting('pgbg.carry_settings', true), '') <> '' THEN
+    RETURN (SELECT pg_catalog.json_object_agg(n, v) FROM (
+      SELECT n, pg_catalog.current_setting(n, true) AS v
+        FROM pg_catalog.unnest(@carried_names@ OPERATOR(pg_catalog.||) pg_catalog.string_to_array(
+               pg_catalog.replace(pg_catalog.current_setting('pgbg.carry_settings', true), ' ', ''), ',')) AS n
+       WHERE n <> ''
+    ) s WHERE v IS NOT NULL);
+  END IF;
+  RETURN pg_catalog.json_strip_nulls(pg_catalog.json_object(@carried_names@, @carried_values@));
+END $$;
+
+-- A time setting as SHOW writes it ('0', '250ms', '5s') in milliseconds; a bare number is ms.
+CREATE FUNCTION pgbg_private.ms(setting pg_catalog.text) RETURNS pg_catalog.int8
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT (pg_catalog.date_part('epoch', (CASE WHEN setting OPERATOR(pg_catalog.~) '^[0-9]+$' THEN setting || 'ms' ELSE setting END)::pg_catalog.interval) * 1000)::pg_catalog.int8
+$$;
+
+-- The session settings that shape the server's answers (pg_background.*; unset = the default).
+CREATE FUNCTION pgbg_private.limits() RETURNS pg_catalog.jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'max_workers', COALESCE(NULLIF(pg_catalog.current_setting('pg_background.max_workers', true), ''), '16')::pg_catalog.int4,
+    'default_queue_size', pg_catalog.pg_size_bytes(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.default_queue_size', true), ''), '64kB')),
+    'worker_timeout_ms', pgbg_private.ms(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.worker_timeout', true), ''), '0')))
+$$;
+
+CREATE FUNCTION pgbg_private.handle_json(op pg_catalog.text, pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS pg_catalog.jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text))
+$$;
+
+-- A request answered by a command tag alone.
+CREATE FUNCTION pgbg_private.call(body pg_catalog.jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+BEGIN
+  PERFORM @dblink@.dblink_exec(r[1], r[2]);
+END $$;
+
+CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4) RETURNS @schema@.pg_background_handle
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object(
+    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0), 'settings', COALESCE(pgbg_private.caller_settings(), '{}'::pg_catalog.json),
+    'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout'))) OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  h @schema@.pg_background_handle;
+BEGIN
+  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  RETURN h;
+END $$;
+
+-- Worker notices reach the caller: dblink does not pass remote notices on, so the wrappers
+-- fetch a job's notices once its rows are read and raise them here.
+CREATE FUNCTION pgbg_private.raise_notices(pid pg_catalog.int4) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
+  n record;
+BEGIN
+  FOR n IN SELECT * FROM @dblink@.dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+    IF n.severity = 'WARNING' THEN
+      RAISE WARNING '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+    ELSE
+      RAISE NOTICE '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+    END IF;
+  END LOOP;
+END $$;
+
+-- Results: one request answered once the job has ended or filled its queue, with the worker's
+-- columns and — when the job has ended and its rows are few — the rows as a second result set;
+-- else the rows stream through a `result` request of their own. Read asynchronously so that
+-- statement_timeout and Ctrl-C can stop a result that waits for its job. Returns the query that
+-- reads the rows. Column types are named by OID, schema-qualified: no name is looked up.
+CREATE FUNCTION pgbg_private.result_rows_query(r pg_catalog.text[], pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS pg_catalog.text
+LANGUAGE plpgsql AS $$
+DECLARE
+  conn pg_catalog.text := r[1];
+  coldefs pg_catalog.text;
+  pending pg_catalog.int4;
+  inline pg_catalog.bool;
+BEGIN
+  IF @dblink@.dblink_send_query(conn, r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(conn);
+  END IF;
+  -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text; columns are named by position.
+  SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', t.position,
+           CASE WHEN ty.oid IS NULL OR ty.typtype = 'p' THEN 'pg_catalog.text'
+                ELSE pg_catalog.quote_ident(ns.nspname) || '.' || pg_catalog.quote_ident(ty.typname) END),
+           ', ' ORDER BY t.position), max(t.notices), COALESCE(bool_and(t.inline), false)
+    INTO coldefs, pending, inline
+    FROM @dblink@.dblink_get_result(conn) AS t(position pg_catalog.int4, name pg_catalog.text, type_oid pg_catalog.oid, notices pg_catalog.int4, inline pg_catalog.bool)
+    LEFT JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) t.type_oid
+    LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) ty.typnamespace;
+  PERFORM pg_catalog.set_config('pgbg.notices_pending', pending::pg_catalog.text, true);
+  IF inline THEN
+    RETURN pg_catalog.format('SELECT * FROM @dblink@.dblink_get_result(%L) AS t(%s)', conn, coldefs);
+  END IF;
+  PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
+  RETURN pg_catalog.format('SELECT * FROM @dblink@.dblink(%L, %L) AS t(%s)', conn,
+    (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::pg_catalog.text))[2], coldefs);
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.pg_background_launch_v2(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
+LANGUAGE sql AS $$ SELECT pgbg_private.launch('launch', sql, queue_size) $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_submit_v2(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
+LANGUAGE sql AS $$ SELECT pgbg_private.launch('submit', sql, queue_size) $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_launch(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS pg_catalog.int4
+LANGUAGE sql AS $$ SELECT (pgbg_private.launch('launch', sql, queue_size)).pid $$;
+
+-- A SETOF record cannot be forwarded, so each result function runs the relay query itself.
+CREATE OR REPLACE FUNCTION @schema@.pg_background_result_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS SETOF record
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+BEGIN
+  RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
+  -- The end of an answer with the rows in it (nothing is left after streamed rows).
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
+  IF pg_catalog.current_setting('pgbg.notices_pending', true) IS DISTINCT FROM '0' THEN
+    PERFORM pgbg_private.raise_notices(pid);
+  END IF;
+EXCEPTION
+  WHEN datatype_mismatch THEN
+    PERFORM pgbg_private.settle(r[1]);
+    RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN OTHERS THEN
+    PERFORM pgbg_private.settle(r[1]);
+    RAISE;
+END $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_result(pid pg_catalog.int4) RETURNS SETOF record
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
+BEGIN
+  RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, NULL);
+  -- The end of an answer with the rows in it (nothing is left after streamed rows).
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
+  IF pg_catalog.current_setting('pgbg.notices_pending', true) IS DISTINCT FROM '0' THEN
+    PERFORM pgbg_private.raise_notices(pid);
+  END IF;
+EXCEPTION
+  WHEN datatype_mismatch THEN
+    PERFORM pgbg_private.settle(r[1]);
+    RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN OTHERS THEN
+    PERFORM pgbg_private.settle(r[1]);
+    RAISE;
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.pg_background_detach(pid pg_catalog.int4) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('detach', pid, NULL)) $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_detach_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('detach', pid, cookie)) $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_cancel_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
+LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('cancel', pid, cookie)) $$;
+CREATE OR REPLACE FUNCTION @schema@.pg_background_cancel_v2_grace(pid pg_catalog.int4, cookie pg_catalog.int8, grace_ms pg_catalog.int4) RETURNS void
+LANGUAGE sql AS $$
+  SELECT pgbg_private.call(pgbg_private.handle_json('cancel', pid, cookie) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('grace_ms', grace_ms))
+$$;
+
+-- Waiting re-raises the worker's error (the server does) and its notices (here), which a later result does not repeat.
+CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pgbg_private.call(pgbg_private.handle_json('wait', pid, cookie));
+  PERFORM pgbg_private.raise_notices(pid);
+END $$;
+
+-- Sent asynchronously, so statement_timeout and Ctrl-C stop the wait at once; the next call settles the request.
+CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2_timeout(pid pg_catalog.int4, cookie pg_catalog.int8, timeout_ms pg_catalog.int4) RETURNS pg_catalog.bool
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
+    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
+  finished pg_catalog.bool;
+BEGIN
+  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(r[1]);
+  END IF;
+  -- An error answer (e.g. 42704) is raised here; its end is read by the next call's settle.
+  SELECT t.finished INTO finished FROM @dblink@.dblink_get_result(r[1]) AS t(finished pg_catalog.bool);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
+  RETURN finished;
+END $$;
+
+-- The server lists only the workers whose owner role the caller has the privileges of.
+CREATE OR REPLACE FUNCTION @schema@.pg_background_list_v2() RETURNS SETOF record
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+BEGIN
+  RETURN QUERY SELECT * FROM @dblink@.dblink(r[1], r[2])
+    AS t(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, user_id pg_catalog.oid, queue_size pg_catalog.int4,
+         state pg_catalog.text, sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool);
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.pg_background_stats_v2() RETURNS @schema@.pg_background_stats
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  s @schema@.pg_background_stats;
+BEGIN
+  SELECT * INTO s FROM @dblink@.dblink(r[1], r[2])
+    AS t(workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8, workers_canceled pg_catalog.int8,
+         workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
+  RETURN s;
+END $$;
+
+-- Called by the worker's SQL. The notice carries the report to the pgbg engine, which keeps the
+-- latest value; client_min_messages is raised for the call so a caller's setting cannot hide it.
+CREATE OR REPLACE FUNCTION @schema@.pg_background_progress(pct pg_catalog.int4, msg pg_catalog.text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SET client_min_messages = notice AS $$
+BEGIN
+  IF COALESCE(pg_catalog.current_setting('pgbg.worker', true), '') <> 'on' THEN
+    RAISE EXCEPTION 'pg_background_progress can only be called from a background worker' USING ERRCODE = 'feature_not_supported';
+  END IF;
+  RAISE NOTICE USING MESSAGE = 'pg_background progress', ERRCODE = 'PB001',
+    DETAIL = pg_catalog.json_build_object('pct', pg_catalog.int4smaller(100, pg_catalog.int4larger(0, COALESCE(pct, 0))), 'msg', msg)::pg_catalog.text;
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.pg_background_get_progress_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS @schema@.pg_background_progress
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
+  p @schema@.pg_background_progress;
+BEGIN
+  SELECT * INTO p FROM @dblink@.dblink(r[1], r[2]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
+  RETURN p;
+END $$;
+
+-- `key` zero-padded to 64 bytes, each byte XOR `pad`.
+CREATE FUNCTION pgbg_private.pad64(key pg_catalog.bytea, pad pg_catalog.int4) RETURNS pg_catalog.bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+  SELECT pg_catalog.decode(pg_catalog.string_agg(pg_catalog.lpad(pg_catalog.to_hex(
+           (CASE WHEN i OPERATOR(pg_catalog.<) pg_catalog.length(key) THEN pg_catalog.get_byte(key, i) ELSE 0 END) OPERATOR(pg_catalog.#) pad), 2, '0'),
+           '' ORDER BY i), 'hex')
+    FROM pg_catalog.generate_series(0, 63) AS i
+$$;
+
+-- HMAC-SHA-256 (RFC 2104), for the SCRAM verifier of a new secret.
+CREATE FUNCTION pgbg_private.hmac(key pg_catalog.bytea, msg pg_catalog.bytea) RETURNS pg_catalog.bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+  SELECT pg_catalog.sha256(pgbg_private.pad64(k, 92) || pg_catalog.sha256(pgbg_private.pad64(k, 54) || msg))
+    FROM (SELECT CASE WHEN pg_catalog.length(key) > 64 THEN pg_catalog.sha256(key) ELSE key END AS k) s
+$$;
+-- A role's secret: 256 bits from the CSPRNG (gen_random_uuid), hex. The user mapping gets it, the
+-- server's table what it verifies with; neither statement text ever holds it where a log could
+-- show it (errors are re-raised without the failing statement as context).
+CREATE FUNCTION pgbg_private.issue_secret(role_oid pg_catalog.oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  secret pg_catalog.text := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+    pg_catalog.gen_random_uuid()::pg_catalog.text || pg_catalog.gen_random_uuid()::pg_catalog.text || pg_catalog.gen_random_uuid()::pg_catalog.text, 'UTF8')), 'hex');
+  salt pg_catalog.bytea := pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 'hex');
+  salted pg_catalog.bytea;
+  rolname pg_catalog.text := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) role_oid);
+BEGIN
+  -- SCRAM with one iteration: the secret is random, so there is nothing to slow a guess down for.
+  salted := pgbg_private.hmac(pg_catalog.convert_to(secret, 'UTF8'), salt || '\x00000001'::pg_catalog.bytea);
+  BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m WHERE m.srvname = 'pgbg' AND m.umuser OPERATOR(pg_catalog.=) role_oid) THEN
+      EXECUTE pg_catalog.format('ALTER USER MAPPING FOR %I SERVER pgbg OPTIONS (SET user %L, SET password %L)', rolname, 'r' || role_oid::pg_catalog.text, secret);
+    ELSE
+      EXECUTE pg_catalog.format('CREATE USER MAPPING FOR %I SERVER pgbg OPTIONS (user %L, password %L)', rolname, 'r' || role_oid::pg_catalog.text, secret);
+    END IF;
+  EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM;
+  END;
+  INSERT INTO pgbg_private.role_keys AS k (role_oid, proof_key, scram)
+  VALUES (role_oid, pg_catalog.sha256(pg_catalog.decode(secret, 'hex')),
+          'SCRAM-SHA-256$1:' || pg_catalog.encode(salt, 'base64') || '$'
+            || pg_catalog.encode(pg_catalog.sha256(pgbg_private.hmac(salted, pg_catalog.convert_to('Client Key', 'UTF8'))), 'base64') || ':'
+            || pg_catalog.encode(pgbg_private.hmac(salted, pg_catalog.convert_to('Server Key', 'UTF8')), 'base64'))
+  ON CONFLICT ON CONSTRAINT role_keys_pkey DO UPDATE SET proof_key = EXCLUDED.proof_key, scram = EXCLUDED.scram, created_at = pg_catalog.now();
+END $$;
+
+-- Access: membership in pgbackground_role (EXECUTE on the API) and a secret of the role's own.
+-- Granting again issues a new secret: the old one stops working (rotation).
+CREATE OR REPLACE FUNCTION @schema@.grant_pg_background_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool DEFAULT false) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cmd pg_catalog.text := pg_catalog.format('GRANT pgbackground_role TO %I', role_name);
+  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
+BEGIN
+  IF target IS NULL THEN
+    RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+  END IF;
+  IF role_name <> 'pgbackground_role' AND NOT pg_catalog.pg_has_role(target, 'pgbackground_role', 'MEMBER') THEN
+    EXECUTE cmd;
+    IF print_commands THEN RAISE INFO '%', cmd; END IF;
+  END IF;
+  PERFORM pgbg_private.issue_secret(target);
+  IF print_commands THEN
+    RAISE INFO '%', pg_catalog.format('CREATE USER MAPPING FOR %I SERVER pgbg OPTIONS (user %L, password <a new secret>)', role_name, 'r' || target::pg_catalog.text);
+  END IF;
+  RETURN true;
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'Error granting pg_background privileges to %: %', role_name, SQLERRM;
+  RETURN false;
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.revoke_pg_background_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool DEFAULT false) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cmd pg_catalog.text := pg_catalog.format('REVOKE pgbackground_role FROM %I', role_name);
+  drop_mapping pg_catalog.text := pg_catalog.format('DROP USER MAPPING IF EXISTS FOR %I SERVER pgbg', role_name);
+  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
+BEGIN
+  EXECUTE cmd;
+  IF print_commands THEN RAISE INFO '%', cmd; END IF;
+  EXECUTE drop_mapping;
+  IF print_commands THEN RAISE INFO '%', drop_mapping; END IF;
+  DELETE FROM pgbg_private.role_keys k WHERE k.role_oid OPERATOR(pg_catalog.=) target;
+  RETURN true;
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'Error revoking pg_background privileges from %: %', role_name, SQLERRM;
+  RETURN false;
+END $$;
+
+CREATE OR REPLACE FUNCTION @schema@.pg_background_drop_executor_role() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
+    EXECUTE 'DROP ROLE pgbackground_role';
+  END IF;
+END $$;
+
+-- No ambient access: everything is revoked from PUBLIC; pgbackground_role is how access is granted.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
+    CREATE ROLE pgbackground_role NOLOGIN INHERIT;
+  END IF;
+END $$;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgbg_private FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgbg_private FROM PUBLIC;
+REVOKE ALL ON FUNCTION @schema@.pg_background_launch(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_launch_v2(pg_catalog.text, pg_catalog.int4),
+  @schema@.pg_background_submit_v2(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_result(pg_catalog.int4),
+  @schema@.pg_background_result_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_detach(pg_catalog.int4),
+  @schema@.pg_background_detach_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_wait_v2(pg_catalog.int4, pg_catalog.int8),
+  @schema@.pg_background_wait_v2_timeout(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
+  @schema@.pg_background_cancel_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_cancel_v2_grace(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
+  @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(), @schema@.pg_background_progress(pg_catalog.int4, pg_catalog.text),
+  @schema@.pg_background_get_progress_v2(pg_catalog.int4, pg_catalog.int8), @schema@.grant_pg_background_privileges(pg_catalog.text, pg_catalog.bool),
+  @schema@.revoke_pg_background_privileges(pg_catalog.text, pg_catalog.bool), @schema@.pg_background_drop_executor_role() FROM PUBLIC;
+REVOKE ALL ON TYPE @schema@.pg_background_handle, @schema@.pg_background_stats, @schema@.pg_background_progress FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
+GRANT SELECT ON pgbg_private.server TO pgbackground_role;
+GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.sign(pg_catalog.text, pg_catalog.text, pg_catalog.text),
+  pgbg_private.settle(pg_catalog.text), pgbg_private.caller_settings(), pgbg_private.ms(pg_catalog.text), pgbg_private.limits(),
+  pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb),
+  pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4), pgbg_private.raise_notices(pg_catalog.int4),
+  pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
+  TO pgbackground_role;
+GRANT EXECUTE ON FUNCTION @schema@.pg_background_launch(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_launch_v2(pg_catalog.text, pg_catalog.int4),
+  @schema@.pg_background_submit_v2(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_result(pg_catalog.int4),
+  @schema@.pg_background_result_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_detach(pg_catalog.int4),
+  @schema@.pg_background_detach_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_wait_v2(pg_catalog.int4, pg_catalog.int8),
+  @schema@.pg_background_wait_v2_timeout(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
+  @schema@.pg_background_cancel_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_cancel_v2_grace(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
+  @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(), @schema@.pg_background_progress(pg_catalog.int4, pg_catalog.text),
+  @schema@.pg_background_get_progress_v2(pg_catalog.int4, pg_catalog.int8) TO pgbackground_role;
+GRANT USAGE ON TYPE @schema@.pg_background_handle, @schema@.pg_background_stats, @schema@.pg_background_progress TO pgbackground_role;
