@@ -22,7 +22,7 @@ export interface Endpoint {
 }
 
 export interface InstallOptions {
-  /** Schema for the API. @default 'public' */
+  /** Schema for the API. @default the one it is installed in, else 'public' */
   schema?: string;
   endpoint: Endpoint;
 }
@@ -120,13 +120,13 @@ export async function installedSchema(client: pg.ClientBase): Promise<string | u
 
 /** Installs or upgrades the API, and points it at `endpoint`. */
 export async function install(client: pg.ClientBase, options: InstallOptions): Promise<InstallReport> {
-  const wanted = options.schema ?? 'public';
   await client.query('BEGIN');
   try {
     // One installer at a time per database: a second one waits, then finds nothing to do.
     await client.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgbg install'))");
     const state = await installState(client);
     const extension = await extensionSchema(client);
+    const wanted = options.schema ?? state.schema ?? 'public';
     const schemaName = extension ?? state.schema ?? wanted;
     if (extension === undefined && state.schema !== undefined && state.schema !== wanted) {
       throw new PgbgError(SqlState.invalidParameterValue, `the pgbg SQL API is already installed in schema "${state.schema}"`, {
@@ -265,7 +265,9 @@ async function replaceExtensionInternals(client: pg.ClientBase, schemaName: stri
      ) o WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e')`,
     [EXTENSION_FDW, FOREIGN_SERVER],
   );
-  for (const m of loose.rows) await client.query(`ALTER EXTENSION pg_background ADD ${m.what}`);
+  // pg_describe_object names these two otherwise than ALTER EXTENSION does.
+  const statement = (what: string) => what.replace(/^foreign-data wrapper /, 'FOREIGN DATA WRAPPER ').replace(/^server /, 'SERVER ');
+  for (const m of loose.rows) await client.query(`ALTER EXTENSION pg_background ADD ${statement(m.what)}`);
 }
 
 /** Roles that could use an earlier install: they keep access through the upgrade. */

@@ -31,8 +31,8 @@ export function adminConfig(database: string): pg.ClientConfig {
   return { host: u.hostname, port: Number(u.port), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database };
 }
 
-/** Starts an endpoint and installs the API in the database of `adminUrl` (as that login). */
-export async function startTestApi(adminUrl: string, options: { admin?: (database: string) => pg.ClientConfig } = {}): Promise<TestApi> {
+/** Starts an endpoint and (unless `install` is false) installs the API in the database of `adminUrl`, as that login. */
+export async function startTestApi(adminUrl: string, options: { admin?: (database: string) => pg.ClientConfig; install?: boolean } = {}): Promise<TestApi> {
   const engine = new Engine({ logger: testLogger() });
   const keys = new RoleKeys(options.admin ?? adminConfig, testLogger());
   const logins = new Map<string, string>();
@@ -62,12 +62,14 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
       return key ? { scramVerifier: key.scram } : undefined;
     },
   });
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await install(client, { endpoint: { host: '127.0.0.1', port: server.port } });
-  } finally {
-    await client.end();
+  if (options.install !== false) {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      await install(client, { endpoint: { host: '127.0.0.1', port: server.port } });
+    } finally {
+      await client.end();
+    }
   }
   return {
     engine, handler, server, keys, logins, ops,

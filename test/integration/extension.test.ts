@@ -1,59 +1,78 @@
 /**
- * CREATE EXTENSION pg_background, and bringing an older one up to date: the
- * extension keeps its version (1.8), so pgbg applies the migrations it lacks.
+ * CREATE EXTENSION pg_background, and bringing one made by an earlier pgbg up
+ * to date in place: its private objects are replaced, the new ones adopted by
+ * the extension, and its shared secret stops working.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
-import { serverFileOwner } from '../../src/embedded/postgres.js';
 import { writeExtension } from '../../src/install/extension.js';
-import { install, migrations, uninstall, upgradeExtension } from '../../src/install/install.js';
+import { install, uninstall } from '../../src/install/install.js';
 import { createTestDatabase, serverUrl, withClient } from '../helpers/db.js';
+import { writeLegacyExtension } from '../helpers/legacy-install.js';
+import { startTestApi, type TestApi } from '../helpers/sql-api.js';
 
 describe('CREATE EXTENSION pg_background', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let api: TestApi;
   let extensionDir: string;
   let writable = true;
-  const connstr = 'host=127.0.0.1 port=9 user=pgbg password=not-used-here';
 
   before(async () => {
     db = await createTestDatabase();
+    api = await startTestApi(db.url, { install: false });
     const share = await withClient(serverUrl(), async (c) => (await c.query("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'")).rows[0].setting as string);
     extensionDir = path.join(share, 'extension');
     writable = await access(extensionDir, constants.W_OK).then(() => true, () => false);
   });
   after(async () => {
-    if (writable) await writeExtension(extensionDir, connstr, serverFileOwner());
+    if (writable) await writeExtension(extensionDir, { host: '127.0.0.1', port: 9 });
+    await api?.close();
     await db?.drop();
   });
 
-  test('an extension made by an older pgbg is upgraded in place; install and uninstall know it', async (t) => {
+  test('CREATE EXTENSION makes the API, with a secret for the role that made it and none in the script', async (t) => {
     if (!writable) {
       t.skip(`the server's extension folder ${extensionDir} is not writable here`);
       return;
     }
-    const all = (await migrations()).map((m) => m.version);
-    // As made before 0006, which added pgbg_private.carried_settings().
-    const older = all.filter((v) => v < 6);
-    const newer = all.filter((v) => v >= 6);
-    await writeExtension(extensionDir, connstr, serverFileOwner(), older.at(-1));
+    await writeExtension(extensionDir, { host: '127.0.0.1', port: api.server.port });
     await withClient(db.url, async (c) => {
       await c.query('CREATE EXTENSION pg_background');
-      const versions = async () => (await c.query('SELECT version FROM pgbg_private.migrations ORDER BY version')).rows.map((r) => r.version as number);
-      assert.deepEqual(await versions(), older);
-      assert.equal((await c.query("SELECT to_regprocedure('pgbg_private.carried_settings()') AS f")).rows[0].f, null);
-      assert.deepEqual(await upgradeExtension(c), newer);
-      assert.deepEqual(await versions(), all);
-      // Every dblink function the upgraded API calls is bound: PL/pgSQL checks the names only when a call runs.
-      const unbound = await c.query(`SELECT DISTINCT m[1] AS fn
-          FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, 'pgbg_private\\.(dblink\\w*)', 'g') AS m
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc q WHERE q.proname = m[1] AND q.pronamespace = 'pgbg_private'::regnamespace)`);
-      assert.deepEqual(unbound.rows, []);
-      assert.ok((await c.query("SELECT count(*)::int AS n FROM pg_proc WHERE prosrc LIKE '%pgbg_private.dblink_is_busy%'")).rows[0].n > 0, 'the check sees the calls');
-      assert.notEqual((await c.query("SELECT to_regprocedure('pgbg_private.carried_settings()') AS f")).rows[0].f, null);
-      assert.deepEqual(await upgradeExtension(c), [], 'a second run has nothing to do');
-      assert.deepEqual(await install(c, { serverConnstr: connstr }), { applied: [], schema: 'public' });
+      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
+      assert.deepEqual(r.rows, [{ who: new URL(db.url).username }]);
+      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public' });
+      assert.deepEqual(await uninstall(c), { removed: true });
+      assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_foreign_server WHERE srvname = 'pgbg'")).rows[0].n, 0);
+      assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_user_mappings WHERE srvname = 'pgbg'")).rows[0].n, 0);
+    });
+  });
+
+  test('an extension made by an earlier pgbg is upgraded in place; install and uninstall know it', async (t) => {
+    if (!writable) {
+      t.skip(`the server's extension folder ${extensionDir} is not writable here`);
+      return;
+    }
+    await writeLegacyExtension(extensionDir, 'host=127.0.0.1 port=9 user=pgbg password=the-old-shared-secret');
+    await withClient(db.url, async (c) => {
+      await c.query('CREATE EXTENSION pg_background');
+      assert.notEqual((await c.query("SELECT to_regclass('pgbg_private.migrations') AS t")).rows[0].t, null);
+      const report = await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } });
+      assert.deepEqual(report, { installed: true, upgradedFrom: 'migrations', schema: 'public' });
+      // Nothing of the old chain is left, nothing is SECURITY DEFINER but the two grant helpers, and everything
+      // of the API belongs to the extension.
+      assert.equal((await c.query("SELECT to_regclass('pgbg_private.migrations') AS t")).rows[0].t, null);
+      assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'conn' AND pronamespace = 'pgbg_private'::regnamespace")).rows[0].n, 0);
+      const definers = await c.query("SELECT proname FROM pg_proc WHERE prosecdef AND pronamespace IN ('public'::regnamespace, 'pgbg_private'::regnamespace) ORDER BY 1");
+      assert.deepEqual(definers.rows.map((r) => r.proname), ['grant_pg_background_privileges', 'revoke_pg_background_privileges']);
+      const loose = await c.query(`SELECT p.oid::regprocedure::text AS f FROM pg_proc p WHERE p.pronamespace = 'pgbg_private'::regnamespace
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`);
+      assert.deepEqual(loose.rows, []);
+      assert.ok(!JSON.stringify((await c.query('SELECT * FROM pgbg_private.server')).rows).includes('the-old-shared-secret'));
+      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)");
+      assert.deepEqual(r.rows, [{ x: 7 }]);
+      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public' });
       assert.deepEqual(await uninstall(c), { removed: true });
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_background'")).rows[0].n, 0);
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgbg_private'")).rows[0].n, 0);

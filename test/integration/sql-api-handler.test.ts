@@ -1,72 +1,90 @@
 /**
- * The SQL API's server side through dblink from a real PostgreSQL: requests
- * bound to the caller's backend by `hello`, each mapped to one engine operation.
- * (The SQL wrappers that send these requests come with the install step.)
+ * The SQL API's server side through dblink from a real PostgreSQL, requests
+ * made by hand: each proves its role (a proof from the role's own secret, bound
+ * to the connection's nonce, used once), `hello` binds the connection to the
+ * caller's backend, and each request maps to one engine operation.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Engine } from '../../src/index.js';
-import { SqlApiHandler } from '../../src/server/sql-api-handler.js';
-import { startWireServer, type WireServer } from '../../src/server/wire.js';
+import { signRequest } from '../../src/server/request-proof.js';
 import { createTestDatabase } from '../helpers/db.js';
-import { testLogger } from '../helpers/engine.js';
+import { startTestApi, type TestApi } from '../helpers/sql-api.js';
+
+/** The calling role's own secret, as the SQL API reads it (pg_user_mappings shows it to that role only). */
+export const OWN_SECRET_SQL = `SELECT substr(o, 10) AS secret FROM pg_catalog.pg_user_mappings m, unnest(m.umoptions) o
+  WHERE m.srvname = 'pgbg' AND m.usename = current_user AND o LIKE 'password=%'`;
 
 describe('SQL API requests through dblink', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let engine: Engine;
-  let handler: SqlApiHandler;
-  let server: WireServer;
+  let api: TestApi;
   let caller: pg.Client;
-  const secret = randomBytes(16).toString('hex');
-  let connstr: string;
+  let secret: string;
+  const nonce = randomBytes(16).toString('hex');
+  let seq = BigInt(Date.now()) * 1000n;
 
+  const signed = (request: object, s = secret, n = nonce) => signRequest(s, n, ++seq, JSON.stringify(request));
   const call = async <T extends pg.QueryResultRow>(request: object, coldefs: string) =>
-    (await caller.query<T>(`SELECT * FROM dblink('pgbg', $1) AS t(${coldefs})`, [JSON.stringify(request)])).rows;
+    (await caller.query<T>(`SELECT * FROM dblink('hand', $1) AS t(${coldefs})`, [signed(request)])).rows;
+  const exec = async (request: object) => (await caller.query('SELECT dblink_exec($1, $2) AS tag', ['hand', signed(request)])).rows[0].tag as string;
+  const hello = async (c: pg.Client) => {
+    const me = await c.query("SELECT pg_backend_pid() AS pid, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS st FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+    return { op: 'hello', nonce, backend_pid: me.rows[0].pid, backend_start: me.rows[0].st };
+  };
 
   before(async () => {
     db = await createTestDatabase();
-    engine = new Engine({ logger: testLogger() });
-    const workerLogin = new URL(db.url);
-    handler = new SqlApiHandler(engine, (_database, user) =>
-      user === decodeURIComponent(workerLogin.username) ? { connectionString: db.url } : undefined,
-    );
-    server = await startWireServer({
-      handler,
-      logger: testLogger(),
-      authenticate: (user) => (user === 'pgbg' ? { password: secret } : undefined),
-    });
-    connstr = `host=127.0.0.1 port=${server.port} user=pgbg password=${secret} dbname=${db.name}`;
+    api = await startTestApi(db.url);
     caller = new pg.Client({ connectionString: db.url });
     await caller.connect();
-    await caller.query('CREATE EXTENSION dblink');
     await caller.query('CREATE TABLE log (msg text)');
-    await caller.query('SELECT dblink_connect($1, $2)', ['pgbg', connstr]);
+    secret = (await caller.query(OWN_SECRET_SQL)).rows[0].secret;
+    await caller.query("SELECT dblink_connect('hand', 'pgbg')");
   });
   after(async () => {
     await caller?.end();
-    await server?.close();
-    await engine?.close();
+    await api?.close();
     await db?.drop();
   });
 
-  test('a request before hello is refused', async () => {
+  test('an unsigned request and a request before hello are refused', async () => {
+    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['hand', JSON.stringify({ op: 'list' })]), /accepts only pgbg SQL API requests/);
     await assert.rejects(call({ op: 'list' }, 'pid int'), /before hello/);
   });
 
-  test('hello binds the connection to the caller backend, once', async () => {
-    const me = await caller.query("SELECT session_user AS u, pg_backend_pid() AS pid, backend_start::text AS st FROM pg_stat_activity WHERE pid = pg_backend_pid()");
-    const hello = { op: 'hello', session_user: me.rows[0].u, backend_pid: me.rows[0].pid, backend_start: me.rows[0].st };
-    assert.equal((await caller.query('SELECT dblink_exec($1, $2) AS tag', ['pgbg', JSON.stringify(hello)])).rows[0].tag, 'HELLO');
-    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['pgbg', JSON.stringify({ ...hello, session_user: 'someone_else' })]), /already belongs to a caller/);
-    assert.equal(handler.sessionCount, 1);
+  test('hello binds the connection to the caller backend, once; a hello for a backend that does not exist is refused', async () => {
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await other.query("SELECT dblink_connect('hand', 'pgbg')");
+      const fake = { ...(await hello(other)), backend_pid: 1 };
+      await assert.rejects(other.query('SELECT dblink_exec($1, $2)', ['hand', signed(fake)]), { code: '28000', message: /no backend with PID 1/ });
+    } finally {
+      await other.end();
+    }
+    const h = await hello(caller);
+    assert.equal(await exec(h), 'HELLO');
+    await assert.rejects(exec(h), /already belongs to a caller/);
+    assert.equal(api.handler.sessionCount, 1);
   });
 
-  test('launch, describe and result relay the worker\'s rows with its column types', async () => {
+  test('a proof from another secret, another nonce, or a used sequence number is refused', async () => {
+    const wrong = randomBytes(32).toString('hex');
+    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['hand', signed({ op: 'list' }, wrong)]), { code: '28000', message: /proof does not match/ });
+    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['hand', signed({ op: 'list' }, secret, randomBytes(16).toString('hex'))]), { code: '28000' });
+    const once = signed({ op: 'stats' });
+    const cols = 'workers_launched int8, workers_completed int8, workers_failed int8, workers_canceled int8, workers_active int4, avg_execution_ms float8, max_workers int4';
+    await caller.query(`SELECT * FROM dblink('hand', $1) AS t(${cols})`, [once]);
+    await assert.rejects(caller.query(`SELECT * FROM dblink('hand', $1) AS t(${cols})`, [once]), { code: '28000', message: /already used/ });
+    // The body is bound too: the same header with another body is refused.
+    const [header] = once.split('\n');
+    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['hand', `${header!.replace(/^pgbg1 \d+/, `pgbg1 ${++seq}`)}\n{"op":"list"}`]), { code: '28000' });
+  });
+
+  test('launch, describe_result and result relay the worker\'s rows with its column types', async () => {
     const [h] = await call<{ pid: number; cookie: string }>({ op: 'launch', sql: "SELECT 42 AS x, 'hi'::text AS y" }, 'pid int4, cookie int8');
-    const cols = await call<{ name: string; type_oid: number }>({ op: 'describe', pid: h!.pid, cookie: h!.cookie }, 'position int4, name text, type_oid oid');
-    assert.deepEqual(cols.map((c) => [c.name, Number(c.type_oid)]), [['x', 23], ['y', 25]]);
+    await exec({ op: 'wait', pid: h!.pid, cookie: h!.cookie });
     const rows = await call<{ x: number; y: string }>({ op: 'result', pid: h!.pid, cookie: h!.cookie }, 'x int4, y text');
     assert.deepEqual(rows, [{ x: 42, y: 'hi' }]);
     await assert.rejects(call({ op: 'result', pid: h!.pid, cookie: h!.cookie }, 'x int4, y text'), /already been consumed/);
@@ -75,9 +93,8 @@ describe('SQL API requests through dblink', () => {
   test('autonomy: a launch inside a transaction that rolls back still commits', async () => {
     await caller.query('BEGIN');
     const [h] = await call<{ pid: number; cookie: string }>({ op: 'launch', sql: "INSERT INTO log VALUES ('audit')" }, 'pid int4, cookie int8');
-    await call({ op: 'wait', pid: h!.pid, cookie: h!.cookie }, 'x text').catch(() => undefined);
     await caller.query('ROLLBACK');
-    await caller.query('SELECT dblink_exec($1, $2)', ['pgbg', JSON.stringify({ op: 'wait', pid: h!.pid, cookie: h!.cookie })]);
+    await exec({ op: 'wait', pid: h!.pid, cookie: h!.cookie });
     assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'audit'")).rows[0].n, 1);
   });
 
@@ -98,25 +115,13 @@ describe('SQL API requests through dblink', () => {
     assert.ok(list.some((j) => j.pid === h!.pid));
     const [stats] = await call<{ max_workers: number }>({ op: 'stats' }, 'workers_launched int8, workers_completed int8, workers_failed int8, workers_canceled int8, workers_active int4, avg_execution_ms float8, max_workers int4');
     assert.equal(stats!.max_workers, 7);
-    await caller.query('SELECT dblink_exec($1, $2)', ['pgbg', JSON.stringify({ op: 'detach', pid: h!.pid, cookie: h!.cookie })]);
-  });
-
-  test('no credentials for the caller\'s role: a clear error naming it', async () => {
-    const other = new pg.Client({ connectionString: db.url });
-    await other.connect();
-    try {
-      await other.query('SELECT dblink_connect($1, $2)', ['pgbg', connstr]);
-      const hello = { op: 'hello', session_user: 'nobody_here', backend_pid: 1, backend_start: 'x' };
-      await assert.rejects(other.query('SELECT dblink_exec($1, $2)', ['pgbg', JSON.stringify(hello)]), /no credentials for role "nobody_here"/);
-    } finally {
-      await other.end();
-    }
+    await exec({ op: 'detach', pid: h!.pid, cookie: h!.cookie });
   });
 
   test('when the caller\'s backend ends, its session closes', async () => {
-    const before = handler.sessionCount;
-    await caller.query("SELECT dblink_disconnect('pgbg')");
-    for (let i = 0; i < 50 && handler.sessionCount >= before; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(handler.sessionCount, before - 1);
+    const before = api.handler.sessionCount;
+    await caller.query("SELECT dblink_disconnect('hand')");
+    for (let i = 0; i < 50 && api.handler.sessionCount >= before; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(api.handler.sessionCount, before - 1);
   });
 });
