@@ -1,13 +1,15 @@
 /**
- * The server's address and secret, kept in its data folder (0600) so that
+ * The server's address and secret, kept in its data folder so that
  * `pgbg install` and `pgbg serve` agree on them and an installed API keeps
- * working across restarts.
+ * working across restarts. The file is trusted only when private (a regular
+ * file of the server's user, mode 0600: see private-file.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { freePort } from '../embedded/postgres.js';
+import { readPrivateFileIfExists, writePrivateFile } from './private-file.js';
 
 export interface ServerIdentity {
   port: number;
@@ -22,17 +24,17 @@ const IdentityFile = z.object({ port: z.number().int().min(1).max(65535), secret
 /** Reads `<dataDir>/server.json`, creating it on first use; `port` (when given) replaces the stored one. */
 export async function loadIdentity(dataDir: string, port?: number): Promise<ServerIdentity> {
   const file = path.join(dataDir, 'server.json');
+  const text = readPrivateFileIfExists(file, 'server identity file');
   let identity: ServerIdentity | undefined;
   try {
-    identity = IdentityFile.parse(JSON.parse(await readFile(file, 'utf8')));
+    identity = text === undefined ? undefined : IdentityFile.parse(JSON.parse(text));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file} is damaged; remove it to start afresh`, { cause: err });
+    throw new Error(`${file} is damaged; remove it to start afresh`, { cause: err });
   }
   const wanted = { port: port ?? identity?.port ?? (await freePort()), secret: identity?.secret ?? randomBytes(24).toString('base64url') };
   if (!identity || identity.port !== wanted.port) {
     await mkdir(dataDir, { recursive: true });
-    await writeFile(file, JSON.stringify(wanted) + '\n', { mode: 0o600 });
-    await chmod(file, 0o600);
+    writePrivateFile(file, JSON.stringify(wanted) + '\n');
   }
   return wanted;
 }
