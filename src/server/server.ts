@@ -53,8 +53,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await journalClient.connect();
   journalClient.on('error', (err) => logger.error({ err: err.message }, 'journal connection failed'));
   const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema);
+  // Never the SQL text in the log: it can hold passwords (the journal has it, unless told not to keep it).
   for (const job of lost) {
-    logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
+    logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
   const engine = new Engine({ logger, observer: journal, ...(options.pool ? { pool: options.pool } : {}) });
   let wire: WireServer;
@@ -102,7 +103,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await journal.close();
         logger.info({ finished: report.finished, canceled: report.canceled.length }, 'server stopped');
         for (const job of report.canceled) {
-          logger.warn({ pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview }, 'job canceled at shutdown: it did not finish within the grace period');
+          logger.warn({ pid: job.pid, database: job.database, role: job.role }, 'job canceled at shutdown: it did not finish within the grace period');
         }
         return report;
       })();
