@@ -5,7 +5,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
-import { Journal, type LostJob } from '../journal/journal.js';
+import { Journal, type JournalOptions, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
 import { fullCollection, MemoryRelease } from './memory-release.js';
 import { API_LOGIN, type ServerIdentity } from './identity.js';
@@ -17,6 +17,8 @@ export interface ServerOptions {
   journalDatabase: pg.ClientConfig | string;
   /** @default 'pgbg_server' */
   journalSchema?: string;
+  /** Retention and whether SQL text is stored. */
+  journal?: JournalOptions;
   credentials: CredentialsFor;
   identity: ServerIdentity;
   /** Address to listen on. @default '127.0.0.1' */
@@ -52,7 +54,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   );
   await journalClient.connect();
   journalClient.on('error', (err) => logger.error({ err: err.message }, 'journal connection failed'));
-  const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema);
+  const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema, options.journal);
   // Never the SQL text in the log: it can hold passwords (the journal has it, unless told not to keep it).
   for (const job of lost) {
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
