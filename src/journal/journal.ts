@@ -6,11 +6,30 @@
  * job, and a launch never waits for it. On open, jobs an earlier run left
  * `running` are marked `lost` and returned, so a crash never forgets them
  * silently (a crash can lose only the last 50 ms of records).
+ *
+ * Retention: jobs launched more than `retentionDays` ago (and ended runs left
+ * without jobs) are deleted at open and then every hour, in bounded batches.
+ * With `sql: 'none'` no SQL text is stored at all (SQL can hold passwords).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { JobObserver, JobRecord } from '../engine/observer.js';
+
+export interface JournalOptions {
+  /**
+   * Days a job stays on record: older ones (by `launched_at`; never one still
+   * running) are deleted at open and then every hour. 0 = kept forever. @default 7
+   */
+  retentionDays?: number;
+  /**
+   * What `sql_preview` holds: `preview`, the first 120 characters of the
+   * job's SQL; `none`, no SQL text at all (''). @default 'preview'
+   */
+  sql?: 'preview' | 'none';
+  /** How often retention runs after the open. @default 3_600_000 (an hour) */
+  pruneEveryMs?: number;
+}
 
 export interface LostJob {
   runId: string;
@@ -25,6 +44,10 @@ const DEFAULT_SCHEMA = 'pgbg_server';
 // 50 ms rather than 10: a job that starts and ends within one window is written once,
 // and each batch's statement serves more jobs (journal backend CPU per job 0.12 → 0.07 ms).
 const FLUSH_DELAY_MS = 50;
+const DEFAULT_RETENTION_DAYS = 7;
+const PRUNE_EVERY_MS = 3_600_000;
+/** Rows one retention statement deletes at most: the journal's writes wait behind it on the connection. */
+const PRUNE_BATCH = 5000;
 
 export class Journal implements JobObserver {
   readonly runId = randomUUID();
@@ -33,26 +56,97 @@ export class Journal implements JobObserver {
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #retentionDays: number;
+  readonly #storeSql: boolean;
+  #pruning: Promise<number> | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly client: pg.Client,
     schema: string,
     private readonly logger: Logger,
+    options: JournalOptions,
   ) {
     this.#schema = quoteIdent(schema);
+    this.#retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
+    if (!Number.isInteger(this.#retentionDays) || this.#retentionDays < 0) {
+      throw new RangeError(`journal retention: a whole number of days, 0 or more (got ${options.retentionDays})`);
+    }
+    const sql = options.sql ?? 'preview';
+    if (sql !== 'preview' && sql !== 'none') throw new RangeError(`journal sql: 'preview' or 'none' (got ${String(sql)})`);
+    this.#storeSql = sql === 'preview';
   }
 
   /**
    * Creates the schema if needed, starts a run, and marks the jobs of earlier
    * runs that never ended as lost. `client` is connected and owned by the journal.
+   * Retention starts behind the open (`prune()` resolves when that pass ends).
    */
-  static async open(client: pg.Client, logger: Logger, schema = DEFAULT_SCHEMA): Promise<{ journal: Journal; lost: LostJob[] }> {
-    const journal = new Journal(client, schema, logger);
+  static async open(
+    client: pg.Client, logger: Logger, schema = DEFAULT_SCHEMA, options: JournalOptions = {},
+  ): Promise<{ journal: Journal; lost: LostJob[] }> {
+    const journal = new Journal(client, schema, logger, options);
     // The journal is a record, not a transaction log: losing its last few ms in a
     // PostgreSQL crash is acceptable (the workers die with it), a round trip per commit is not.
     await client.query('SET synchronous_commit = off');
     const lost = await journal.#start();
+    if (journal.#retentionDays > 0) {
+      void journal.#scheduledPrune();
+      journal.#pruneTimer = setInterval(() => void journal.#scheduledPrune(), options.pruneEveryMs ?? PRUNE_EVERY_MS);
+      journal.#pruneTimer.unref();
+    }
     return { journal, lost };
+  }
+
+  /**
+   * Deletes the jobs launched more than `retentionDays` ago (none still
+   * running), then the ended runs older than that with no job left; joins a
+   * pass already under way. Resolves to the number of jobs deleted.
+   */
+  prune(): Promise<number> {
+    if (this.#retentionDays === 0 || this.#closed) return Promise.resolve(0);
+    this.#pruning ??= this.#prune().finally(() => {
+      this.#pruning = undefined;
+    });
+    return this.#pruning;
+  }
+
+  async #scheduledPrune(): Promise<void> {
+    try {
+      const jobs = await this.prune();
+      if (jobs > 0) this.logger.debug({ jobs, retentionDays: this.#retentionDays }, 'journal: old jobs deleted');
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'journal retention failed');
+    }
+  }
+
+  async #prune(): Promise<number> {
+    const s = this.#schema;
+    const cutoff = `pg_catalog.now() - $1::int4 * interval '1 day'`;
+    let jobs = 0;
+    // In batches, each its own statement: a journal write waits for one batch at most. The
+    // batch is found through jobs_launched_at and deleted by ctid (a TID scan, not a join).
+    while (!this.#closed) {
+      const { rowCount } = await this.client.query({
+        name: 'pgbg_journal_prune',
+        text: `DELETE FROM ${s}.jobs WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM ${s}.jobs WHERE launched_at < ${cutoff} AND state <> 'running' LIMIT $2))`,
+        values: [this.#retentionDays, PRUNE_BATCH],
+      });
+      jobs += rowCount ?? 0;
+      if ((rowCount ?? 0) < PRUNE_BATCH) break;
+    }
+    if (this.#closed) return jobs;
+    // A run with jobs left stays (its running jobs are judged lost by the next open); so does a
+    // live run (its lock cannot be taken), however old — this run among them.
+    await this.client.query(
+      `DELETE FROM ${s}.runs r
+        WHERE r.run_id <> $2 AND COALESCE(r.stopped_at, r.started_at) < ${cutoff}
+          AND NOT EXISTS (SELECT FROM ${s}.jobs j WHERE j.run_id = r.run_id)
+          AND (r.stopped_at IS NOT NULL OR pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgbg run ' || r.run_id::text)))`,
+      [this.#retentionDays, this.runId],
+    );
+    return jobs;
   }
 
   started(record: JobRecord): void {
@@ -67,6 +161,8 @@ export class Journal implements JobObserver {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#pruneTimer);
+    await this.#pruning?.catch(() => undefined); // ends after its current batch
     await this.flush();
     const s = this.#schema;
     await this.client.query(`UPDATE ${s}.runs SET stopped_at = now() WHERE run_id = $1`, [this.runId]).catch(() => undefined);
@@ -96,6 +192,8 @@ export class Journal implements JobObserver {
         error_message text,
         PRIMARY KEY (run_id, cookie))`);
       await this.client.query(`CREATE INDEX IF NOT EXISTS jobs_running ON ${s}.jobs (run_id) WHERE state = 'running'`);
+      // Retention finds the old jobs through it, a batch at a time, without reading the table.
+      await this.client.query(`CREATE INDEX IF NOT EXISTS jobs_launched_at ON ${s}.jobs (launched_at)`);
       // Journals of earlier versions had a foreign key to runs: its check locked the run's row
       // once per written job (a third of the journal's cost). Runs and jobs are written
       // only by this class, which inserts the run first.
@@ -165,7 +263,7 @@ export class Journal implements JobObserver {
       pid: r.pid,
       database: r.database,
       role: r.role,
-      sql_preview: r.sqlPreview,
+      sql_preview: this.#storeSql ? r.sqlPreview : '',
       state: r.state,
       launched_at: r.launchedAt.toISOString(),
       started_at: r.startedAt?.toISOString() ?? null,

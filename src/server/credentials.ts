@@ -5,12 +5,13 @@
  * fallback to another, more privileged login.
  *
  * Sources, first match wins: an explicit mapping (JSON `{"role": "password"}`),
- * a pgpass-format file, and a private Unix socket with trust auth.
+ * a pgpass-format file, and a private Unix socket with trust auth. The files
+ * are trusted only when private (private-file.ts), as libpq demands of ~/.pgpass.
  */
-import { readFileSync, statSync } from 'node:fs';
 import type pg from 'pg';
 import pgpass from 'pgpass/lib/helper.js';
 import { PgbgError, SqlState } from '../engine/errors.js';
+import { readPrivateFile } from './private-file.js';
 import type { CredentialsFor } from './sql-api-handler.js';
 
 export interface CredentialOptions {
@@ -39,25 +40,9 @@ export function loadCredentials(options: CredentialOptions): CredentialsFor {
   };
 }
 
-/** Secrets files must be private to their owner, as libpq demands of ~/.pgpass. */
-function readPrivateFile(file: string): string {
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-  } catch (err) {
-    throw new PgbgError(SqlState.invalidParameterValue, `cannot read credentials file "${file}": ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  if ((mode & 0o077) !== 0) {
-    throw new PgbgError(SqlState.invalidParameterValue, `credentials file "${file}" has group or world access`, {
-      hint: `chmod 600 ${file}`,
-    });
-  }
-  return readFileSync(file, 'utf8');
-}
-
 function readPgpass(file: string) {
   const entries = [];
-  for (const line of readPrivateFile(file).split(/\r?\n/)) {
+  for (const line of readPrivateFile(file, 'credentials file').split(/\r?\n/)) {
     const entry = pgpass.parseLine(line);
     if (entry && pgpass.isValidEntry(entry)) entries.push(entry);
   }
@@ -67,7 +52,7 @@ function readPgpass(file: string) {
 function readPasswords(file: string): Map<string, string> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readPrivateFile(file));
+    parsed = JSON.parse(readPrivateFile(file, 'credentials file'));
   } catch (err) {
     if (err instanceof PgbgError) throw err;
     // The message of a JSON syntax error may quote the file's text: keep secrets out of it.

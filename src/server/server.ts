@@ -6,7 +6,7 @@ import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
-import { Journal, type LostJob } from '../journal/journal.js';
+import { Journal, type JournalOptions, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
 import { fullCollection, MemoryRelease } from './memory-release.js';
 import type { ServerIdentity } from './identity.js';
@@ -25,6 +25,8 @@ export interface ServerOptions {
   admin?: (database: string) => pg.ClientConfig;
   /** @default 'pgbg_server' */
   journalSchema?: string;
+  /** Retention and whether SQL text is stored. */
+  journal?: JournalOptions;
   credentials: CredentialsFor;
   identity: ServerIdentity;
   /** Address to listen on. @default '127.0.0.1' */
@@ -60,9 +62,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   );
   await journalClient.connect();
   journalClient.on('error', (err) => logger.error({ err: err.message }, 'journal connection failed'));
-  const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema);
+  const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema, options.journal);
+  // Never the SQL text in the log: it can hold passwords (the journal has it, unless told not to keep it).
   for (const job of lost) {
-    logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
+    logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
   const engine = new Engine({ logger, observer: journal, ...(options.pool ? { pool: options.pool } : {}) });
   const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger);
@@ -117,7 +120,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await journal.close();
         logger.info({ finished: report.finished, canceled: report.canceled.length }, 'server stopped');
         for (const job of report.canceled) {
-          logger.warn({ pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview }, 'job canceled at shutdown: it did not finish within the grace period');
+          logger.warn({ pid: job.pid, database: job.database, role: job.role }, 'job canceled at shutdown: it did not finish within the grace period');
         }
         return report;
       })();

@@ -146,6 +146,15 @@ describe('pgbg install / serve --database / uninstall', () => {
     assert.match(nothing.stderr, /give --database URL/);
   });
 
+  test('serve refuses a journal option out of range, naming it', () => {
+    const days = pgbg('serve', '--embedded', '--journal-retention-days', '-1');
+    assert.equal(days.code, 1, days.stderr);
+    assert.ok(days.stderr.includes("option '--journal-retention-days <n>' argument '-1' is invalid"), days.stderr);
+    const sql = pgbg('serve', '--embedded', '--journal-sql', 'all');
+    assert.equal(sql.code, 1, sql.stderr);
+    assert.ok(sql.stderr.includes("option '--journal-sql <mode>' argument 'all' is invalid") && sql.stderr.includes('preview, none'), sql.stderr);
+  });
+
   test('uninstall removes functions, types, settings and the schema it made; a second run says so', async () => {
     const r = pgbg('uninstall', '--database', db.url);
     assert.equal(r.code, 0, r.stderr);

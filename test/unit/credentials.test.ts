@@ -43,7 +43,7 @@ test('secrets files readable by others are refused; bad JSON does not echo the f
     const open = path.join(dir, 'open');
     await writeFile(open, '*:*:*:*:x\n');
     await chmod(open, 0o644);
-    assert.throws(() => loadCredentials({ host: 'h', port: 1, pgpassFile: open }), { code: '22023', message: /group or world access/ });
+    assert.throws(() => loadCredentials({ host: 'h', port: 1, pgpassFile: open }), { code: '42501', message: /group or other access \(mode 0644\)/ });
     const bad = path.join(dir, 'bad.json');
     await writeFile(bad, '{"alice": "s3cret-value", oops}', { mode: 0o600 });
     assert.throws(() => loadCredentials({ host: 'h', port: 1, passwordsFile: bad }), (err: Error) => {
