@@ -41,6 +41,8 @@ export interface ServeOptions {
   idleTimeoutMs: number;
   /** Garbage is collected after this long without activity; 0 = never. */
   releaseMemoryMs: number;
+  /** Longest request the SQL API endpoint accepts. */
+  maxRequestBytes: number;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -77,6 +79,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     await prepareDatabases(adminUrl, connstr, options.embedded, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
+      maxRequestBytes: options.maxRequestBytes,
       pool: {
         maxConnections: options.maxWorkers,
         maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),

@@ -29,6 +29,8 @@ export interface ServerOptions {
    * left behind goes back. 0 = never. @default 3000
    */
   releaseMemoryAfterMs?: number;
+  /** The longest request the endpoint accepts; longer ones get 54000 (see WireServerOptions.maxRequestBytes). @default 16 MB */
+  maxRequestBytes?: number;
 }
 
 export interface RunningServer {
@@ -67,6 +69,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger,
       host: options.host ?? '127.0.0.1',
       port: options.identity.port,
+      ...(options.maxRequestBytes !== undefined ? { maxRequestBytes: options.maxRequestBytes } : {}),
       authenticate: (user) => (user === API_LOGIN ? { password: secret } : undefined),
     });
   } catch (err) {
