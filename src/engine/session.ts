@@ -287,7 +287,7 @@ export class Session {
     this.#reserved++;
     try {
       const context = options.context ?? this.init.context ?? (await this.#capture());
-      const job = new Job(sql, queueSize, resultsDisabled);
+      const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob });
       if (options.onNotice) job.onNotice = options.onNotice;
       const entry: Entry = {
         job,

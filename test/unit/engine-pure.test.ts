@@ -83,6 +83,36 @@ describe('row runs in the job buffer', () => {
   });
 });
 
+describe('notices kept by a job', () => {
+  test('kept up to the byte cap; later ones only counted, in one summary updated in place', () => {
+    const job = new Job('x', 4096, false, { maxNoticeBytes: 100 });
+    job.pid = 42;
+    const heard: string[] = [];
+    job.onNotice = (n) => heard.push(n.message);
+    job.addNotice({ message: 'a'.repeat(60) });
+    job.addNotice({ message: 'b'.repeat(60) });
+    const held = job.notices;
+    const summary = held[1]!;
+    assert.match(summary.message, /^1 more notice of background worker with PID 42 was dropped$/);
+    // A small one after the first drop is dropped too: the summary stays last.
+    job.addNotice({ message: 'c' });
+    assert.deepEqual(job.notices.map((n) => n.message.slice(0, 3)), ['aaa', '2 m']);
+    assert.equal(summary.message, '2 more notices of background worker with PID 42 were dropped');
+    assert.match(summary.detail ?? '', /at most 1000 notices and 100 bytes of them; the 2 after these \(61 bytes\)/);
+    assert.equal(job.noticeBytes, 60);
+    assert.equal(job.droppedNotices, 2);
+    assert.deepEqual(heard.map((m) => m[0]), ['a', 'b', 'c']);
+  });
+
+  test('kept up to 1000 notices, the first ones', () => {
+    const job = new Job('x', 4096, false);
+    for (let i = 0; i < 1200; i++) job.addNotice({ message: `n${i}` });
+    assert.equal(job.notices.length, 1001);
+    assert.equal(job.notices[999]!.message, 'n999');
+    assert.match(job.notices[1000]!.message, /^200 more notices/);
+  });
+});
+
 describe('result tracking (pure, message by message)', () => {
   const drain = (job: Job) => {
     const rows = [];
