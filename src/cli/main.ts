@@ -48,7 +48,7 @@ program
   .option('--trust-socket <dir>', 'a Unix socket directory where worker logins need no password')
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
   .option('--max-workers <n>', 'most worker connections in all (the pool cap)', positive, 128)
-  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user)', positive, 64)
+  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user) (default: a quarter of --max-workers)', positive)
   .option('--max-request-bytes <size>', 'longest request (SQL text) the SQL API endpoint accepts; longer ones get 54000', byteSize, 16 * 1024 ** 2)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--idle-timeout-ms <ms>', 'an idle worker connection is closed after this long', positive, 30_000)
@@ -58,7 +58,7 @@ program
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
-    maxWorkers: number; maxWorkersPerLogin: number; idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
+    maxWorkers: number; maxWorkersPerLogin?: number; idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

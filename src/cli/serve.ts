@@ -34,9 +34,9 @@ export interface ServeOptions {
   trustSocket?: string | undefined;
   graceMs: number;
   logLevel: string;
-  /** Pool caps: worker connections in all and per login. */
+  /** Pool caps: worker connections in all and per login (default: a quarter of maxWorkers). */
   maxWorkers: number;
-  maxWorkersPerLogin: number;
+  maxWorkersPerLogin?: number | undefined;
   /** Idle worker connections are closed after this long. */
   idleTimeoutMs: number;
   /** Garbage is collected after this long without activity; 0 = never. */
@@ -82,7 +82,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       maxRequestBytes: options.maxRequestBytes,
       pool: {
         maxConnections: options.maxWorkers,
-        maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),
+        ...(options.maxWorkersPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) } : {}),
         idleTimeoutMs: options.idleTimeoutMs,
       },
     });
