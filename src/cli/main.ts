@@ -49,6 +49,7 @@ program
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
   .option('--max-workers <n>', 'most worker connections in all (the pool cap)', positive, 128)
   .option('--max-workers-per-login <n>', 'most worker connections per login (database, user) (default: a quarter of --max-workers)', positive)
+  .option('--max-queue-bytes-per-login <size>', 'memory budget per login for unread results (their queue sizes); a launch beyond it gets 53200', byteSize, 256 * 1024 ** 2)
   .option('--max-request-bytes <size>', 'longest request (SQL text) the SQL API endpoint accepts; longer ones get 54000', byteSize, 16 * 1024 ** 2)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--idle-timeout-ms <ms>', 'an idle worker connection is closed after this long', positive, 30_000)
@@ -59,6 +60,7 @@ program
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
     maxWorkers: number; maxWorkersPerLogin?: number; idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
+    maxQueueBytesPerLogin: number;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

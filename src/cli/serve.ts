@@ -37,6 +37,8 @@ export interface ServeOptions {
   /** Pool caps: worker connections in all and per login (default: a quarter of maxWorkers). */
   maxWorkers: number;
   maxWorkersPerLogin?: number | undefined;
+  /** Memory budget per login for unread results. */
+  maxQueueBytesPerLogin: number;
   /** Idle worker connections are closed after this long. */
   idleTimeoutMs: number;
   /** Garbage is collected after this long without activity; 0 = never. */
@@ -79,7 +81,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     await prepareDatabases(adminUrl, connstr, options.embedded, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
-      maxRequestBytes: options.maxRequestBytes,
+      maxRequestBytes: options.maxRequestBytes, maxQueueBytesPerLogin: options.maxQueueBytesPerLogin,
       pool: {
         maxConnections: options.maxWorkers,
         ...(options.maxWorkersPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) } : {}),

@@ -10,6 +10,7 @@
 import type { ServerMessageFields } from './errors.js';
 import { PgbgError } from './errors.js';
 import { encodeDataRow, type RowRun } from './data-row.js';
+import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);
 
@@ -110,6 +111,12 @@ export class Job {
   #noticeBytes = 0;
   /** The last notice, standing for the dropped ones (once there are any). */
   #dropSummary: Notice | undefined;
+  /** The login budget the job draws on (see chargeTo), and what it holds of it. */
+  #account: MemoryAccount | undefined;
+  #queueCharge = 0;
+  #noticeCharge = 0;
+  /** Nobody can read this job's notices any more (see releaseMemory). */
+  #released = false;
   onFull: () => void = () => undefined;
   onDrain: () => void = () => undefined;
   onNotice: ((n: Notice) => void) | undefined;
@@ -185,17 +192,45 @@ export class Job {
     }
   }
 
-  /** Keeps a notice if it fits (see `notices`); `onNotice` hears of every one. */
+  /**
+   * Keeps a notice if it fits (see `notices`) and the login's budget has room
+   * for it; `onNotice` hears of every one.
+   */
   addNotice(notice: Notice): void {
     this.onNotice?.(notice);
+    if (this.#released) return;
     const size = noticeSize(notice);
-    if (!this.#dropSummary && this.notices.length < MAX_KEPT_NOTICES && this.#noticeBytes + size <= this.maxNoticeBytes) {
+    const fits = !this.#dropSummary && this.notices.length < MAX_KEPT_NOTICES && this.#noticeBytes + size <= this.maxNoticeBytes;
+    if (fits && (!this.#account || this.#account.take(size))) {
       this.notices.push(notice);
       this.#noticeBytes += size;
+      if (this.#account) this.#noticeCharge += size;
     } else {
       this.#dropNotice(size);
     }
     this.#wake();
+  }
+
+  /**
+   * Makes the job hold `queueBytes` of its login's budget (already taken from
+   * `account`) until it is released; its notices are taken from it too.
+   */
+  chargeTo(account: MemoryAccount, queueBytes: number): void {
+    this.#account = account;
+    this.#queueCharge = queueBytes;
+  }
+
+  /** The bytes of its login's budget the job holds now. */
+  get charged(): number {
+    return this.#queueCharge + this.#noticeCharge;
+  }
+
+  /** Nobody will read the job any more: give back all it holds of its login's budget, and keep no more notices. */
+  releaseMemory(): void {
+    this.#released = true;
+    this.#account?.give(this.#queueCharge + this.#noticeCharge);
+    this.#queueCharge = 0;
+    this.#noticeCharge = 0;
   }
 
   /** Bytes of the notices kept. */
@@ -211,7 +246,7 @@ export class Job {
       severity: 'WARNING',
       code: '01000',
       message: `${n} more notice${n === 1 ? '' : 's'} of background worker with PID ${this.pid} ${n === 1 ? 'was' : 'were'} dropped`,
-      detail: `A job keeps at most ${MAX_KEPT_NOTICES} notices and ${this.maxNoticeBytes} bytes of them; the ${n} after these (${this.droppedNoticeBytes} bytes) were counted, not kept.`,
+      detail: `A job keeps at most ${MAX_KEPT_NOTICES} notices and ${this.maxNoticeBytes} bytes of them, within its login's memory budget; the ${n} after these (${this.droppedNoticeBytes} bytes) were counted, not kept.`,
     };
     // One object, updated in place: whoever already holds the list sees the final count.
     if (this.#dropSummary) Object.assign(this.#dropSummary, summary);
@@ -236,6 +271,9 @@ export class Job {
   /** Drop buffered rows and every later one; the worker is never held back again. */
   discard(): void {
     this.discarding = true;
+    // No queue to fill any more: its share of the budget goes back (the notices' stays until release).
+    this.#account?.give(this.#queueCharge);
+    this.#queueCharge = 0;
     this.#rows = [];
     this.#counts = [];
     this.#head = 0;

@@ -31,6 +31,8 @@ export interface ServerOptions {
   releaseMemoryAfterMs?: number;
   /** The longest request the endpoint accepts; longer ones get 54000 (see WireServerOptions.maxRequestBytes). @default 16 MB */
   maxRequestBytes?: number;
+  /** Memory budget per login for unread results (see EngineOptions.maxQueueBytesPerLogin). @default 256 MB */
+  maxQueueBytesPerLogin?: number;
 }
 
 export interface RunningServer {
@@ -58,7 +60,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   for (const job of lost) {
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, sql: job.sqlPreview, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
-  const engine = new Engine({ logger, observer: journal, ...(options.pool ? { pool: options.pool } : {}) });
+  const engine = new Engine({
+    logger,
+    observer: journal,
+    ...(options.pool ? { pool: options.pool } : {}),
+    ...(options.maxQueueBytesPerLogin !== undefined ? { maxQueueBytesPerLogin: options.maxQueueBytesPerLogin } : {}),
+  });
   let wire: WireServer;
   try {
     await engine.ready();

@@ -1,12 +1,13 @@
 /**
  * The engine's bounds against a real PostgreSQL: the notices one job may keep,
- * one login's share of the worker pool, and one login's memory budget for
- * queued results.
+ * and one login's memory budget for queued results (its share of the worker
+ * pool is in pool.test.ts).
  */
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createLoginRole, serverUrl, urlFor, withClient } from '../helpers/db.js';
 import { useFixture } from '../helpers/engine.js';
-import type { Notice } from '../../src/index.js';
+import type { Notice, PgbgError } from '../../src/index.js';
 
 const MB = 1024 * 1024;
 
@@ -59,5 +60,102 @@ describe('notices: the cap is an engine option', () => {
     assert.equal(r.notices.filter((n) => n.message.startsWith('xxx')).length, 2);
     assert.match(r.notices.at(-1)!.message, /18 more notices/);
     assert.ok(noticeBytes(r.notices) <= 450_000);
+  });
+});
+
+/** A second login, for what one login must not take from another. */
+let other: { name: string; password: string };
+before(async () => {
+  other = await createLoginRole('pgbg_bounds');
+});
+after(async () => {
+  await withClient(serverUrl(), (c) => c.query(`DROP ROLE IF EXISTS ${other.name}`));
+});
+
+function isCode(code: string, ...patterns: RegExp[]) {
+  return (err: unknown): boolean => {
+    const e = err as PgbgError;
+    assert.equal(e.code, code, `unexpected error: ${e.message}`);
+    const text = [e.message, e.detail, e.hint].join('\n');
+    for (const p of patterns) assert.match(text, p);
+    return true;
+  };
+}
+
+describe('memory budget per login for queued results', () => {
+  const ctx = useFixture(undefined, { maxQueueBytesPerLogin: MB });
+  const queueSize = 512 * 1024;
+
+  test('unread results hold their queue sizes; a launch beyond the budget fails 53200 naming the login and the limit', async () => {
+    const { fx, db } = ctx;
+    const s = fx.session;
+    const h1 = await s.launch('SELECT 1 AS one', { queueSize });
+    const h2 = await s.launch('SELECT 2 AS two', { queueSize });
+    // Ended, not read: the rows are still buffered.
+    await s.wait(h1);
+    await s.wait(h2);
+    const refused = isCode('53200', new RegExp(`login "${fx.session.login.label}"`), /1048576 bytes/, /maxQueueBytesPerLogin/);
+    await assert.rejects(s.launch('SELECT 3', { queueSize: 4096 }), refused);
+    // Every session of the login shares its budget.
+    const same = fx.engine.session({ connection: db.url });
+    await assert.rejects(same.launch('SELECT 3', { queueSize: 4096 }), refused);
+    same.close();
+    // Another login has its own.
+    const b = fx.engine.session({ connection: urlFor(db.name, other) });
+    const hb = await b.launch('SELECT 4 AS four', { queueSize });
+    assert.deepEqual((await b.result(hb)).rows, [{ four: 4 }]);
+    b.close();
+    // Reading a result gives its share back; so does detaching.
+    assert.deepEqual((await s.result(h1)).rows, [{ one: 1 }]);
+    const h3 = await s.launch('SELECT 3 AS three', { queueSize });
+    await assert.rejects(s.launch('SELECT 5', { queueSize: 4096 }), refused);
+    s.detach(h2);
+    const h5 = await s.launch('SELECT 5 AS five', { queueSize });
+    assert.deepEqual((await s.result(h3)).rows, [{ three: 3 }]);
+    assert.deepEqual((await s.result(h5)).rows, [{ five: 5 }]);
+  });
+
+  test('a submitted job (results discarded) needs no queue; a closed session gives everything back', async () => {
+    const { fx, db } = ctx;
+    const s = fx.engine.session({ connection: db.url });
+    const full = await s.launch('SELECT 1', { queueSize: MB });
+    const submitted = await s.submit('SELECT 2', { queueSize: MB });
+    await s.wait(submitted);
+    await assert.rejects(s.launch('SELECT 3', { queueSize: 4096 }), { code: '53200' });
+    await s.wait(full);
+    s.close();
+    const h = await fx.session.launch('SELECT 6 AS six', { queueSize: MB });
+    assert.deepEqual((await fx.session.result(h)).rows, [{ six: 6 }]);
+  });
+});
+
+describe('memory budget per login: notices draw on it too', () => {
+  const ctx = useFixture(undefined, { maxQueueBytesPerLogin: MB });
+
+  test('a job with a 512 kB queue keeps only the notices that fit in the rest of its login\'s 1 MB', async () => {
+    const s = ctx.fx.session;
+    const h = await s.launch(BIG_NOTICES, { queueSize: 512 * 1024 });
+    await s.wait(h);
+    // The job's own cap (1 MB) would keep five; the budget has room for two.
+    await assert.rejects(s.launch('SELECT 1', { queueSize: 512 * 1024 }), { code: '53200' });
+    const r = await s.result(h);
+    assert.equal(r.notices.filter((n) => n.message.startsWith('xxx')).length, 2);
+    assert.match(r.notices.at(-1)!.message, /18 more notices/);
+    // Read: all of it is back.
+    const full = await s.launch('SELECT 1 AS one', { queueSize: MB });
+    assert.deepEqual((await s.result(full)).rows, [{ one: 1 }]);
+  });
+});
+
+describe('memory budget per login: the default', () => {
+  const ctx = useFixture();
+
+  test('256 MB: one job with the largest queue takes it all until it is read', async () => {
+    const s = ctx.fx.session;
+    const h = await s.launch('SELECT 1 AS one', { queueSize: 256 * MB });
+    await assert.rejects(s.launch('SELECT 2', { queueSize: 4096 }), { code: '53200' });
+    assert.deepEqual((await s.result(h)).rows, [{ one: 1 }]);
+    const h2 = await s.launch('SELECT 2 AS two', { queueSize: 4096 });
+    assert.deepEqual((await s.result(h2)).rows, [{ two: 2 }]);
   });
 });
