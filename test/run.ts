@@ -34,7 +34,7 @@ async function main(): Promise<number> {
     await chmod(tmp, 0o755);
     const version = env.PGBG_TEST_PG_VERSION;
     process.stdout.write(`starting embedded PostgreSQL${version ? ' ' + version : ''} in ${tmp}\n`);
-    server = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'data') });
+    server = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'data'), ...(env.PGBG_TEST_PG_LOG ? { onLog: (line: string) => process.stderr.write(`[postgres] ${line}\n`) } : {}) });
     env.PGBG_TEST_DATABASE_URL = server.url('postgres');
     env.PGBG_TEST_SOCKET_DIR = server.socketDir;
   }

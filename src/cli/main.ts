@@ -24,6 +24,16 @@ function days(value: string): number {
   return n;
 }
 
+const BYTE_UNITS: Record<string, number> = { '': 1, B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+
+/** A size in bytes: a whole number, optionally with kB, MB or GB (powers of 1024). */
+function byteSize(value: string): number {
+  const m = /^\s*(\d+)\s*(B|kB|MB|GB)?\s*$/.exec(value);
+  const n = m ? Number(m[1]) * BYTE_UNITS[m[2] ?? '']! : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('a size in bytes, e.g. 16777216 or 16MB');
+  return n;
+}
+
 function milliseconds(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('milliseconds: a whole number, 0 or more');
@@ -44,7 +54,9 @@ program
   .option('--trust-socket <dir>', 'a Unix socket directory where worker logins need no password')
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
   .option('--max-workers <n>', 'most worker connections in all (the pool cap)', positive, 128)
-  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user)', positive, 64)
+  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user) (default: a quarter of --max-workers)', positive)
+  .option('--max-queue-bytes-per-login <size>', 'memory budget per login for unread results (their queue sizes); a launch beyond it gets 53200', byteSize, 256 * 1024 ** 2)
+  .option('--max-request-bytes <size>', 'longest request (SQL text) the SQL API endpoint accepts; longer ones get 54000', byteSize, 16 * 1024 ** 2)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
   .option('--idle-timeout-ms <ms>', 'an idle worker connection is closed after this long', positive, 30_000)
   .option('--release-memory-ms <ms>', 'after this long without activity, collect garbage so memory goes back (0 = never)', milliseconds, 3000)
@@ -55,8 +67,8 @@ program
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
-    maxWorkers: number; maxWorkersPerLogin: number; idleTimeoutMs: number; releaseMemoryMs: number;
-    journalRetentionDays: number; journalSql: 'preview' | 'none';
+    maxWorkers: number; maxWorkersPerLogin?: number; idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
+    maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none';
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     await serve({ ...o, port });

@@ -34,9 +34,11 @@ export interface ServeOptions {
   trustSocket?: string | undefined;
   graceMs: number;
   logLevel: string;
-  /** Pool caps: worker connections in all and per login. */
+  /** Pool caps: worker connections in all and per login (default: a quarter of maxWorkers). */
   maxWorkers: number;
-  maxWorkersPerLogin: number;
+  maxWorkersPerLogin?: number | undefined;
+  /** Memory budget per login for unread results. */
+  maxQueueBytesPerLogin: number;
   /** Idle worker connections are closed after this long. */
   idleTimeoutMs: number;
   /** Garbage is collected after this long without activity; 0 = never. */
@@ -44,6 +46,8 @@ export interface ServeOptions {
   /** Journal: days a job stays on record (0 = forever), and whether its SQL text is stored. */
   journalRetentionDays: number;
   journalSql: 'preview' | 'none';
+  /** Longest request the SQL API endpoint accepts. */
+  maxRequestBytes: number;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -81,9 +85,10 @@ export async function serve(options: ServeOptions): Promise<void> {
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
+      maxRequestBytes: options.maxRequestBytes, maxQueueBytesPerLogin: options.maxQueueBytesPerLogin,
       pool: {
         maxConnections: options.maxWorkers,
-        maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers),
+        ...(options.maxWorkersPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) } : {}),
         idleTimeoutMs: options.idleTimeoutMs,
       },
     });

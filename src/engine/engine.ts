@@ -8,6 +8,8 @@ import { pino, type Logger } from 'pino';
 import { CookieIssuer } from './cookie.js';
 import { Session, type Entry } from './session.js';
 import type { SessionSettings } from './types.js';
+import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from './budget.js';
+import { NOTICE_BYTES } from './job.js';
 import { jobRecord, type JobObserver, type JobRecord } from './observer.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import { loadClassifier } from '../sql/classify.js';
@@ -20,6 +22,18 @@ export interface EngineOptions {
   logger?: Logger;
   /** Told of each job's start and end (the server's journal). */
   observer?: JobObserver;
+  /**
+   * Bytes of notices one job keeps (their text fields, UTF-8); the notices
+   * after them are counted, not kept, and one last WARNING says how many. @default 1048576 (1 MB)
+   */
+  maxNoticeBytesPerJob?: number;
+  /**
+   * The memory budget of one login (database, user, credentials) for queued
+   * results: the queue sizes of its jobs not read (nor detached) yet, with
+   * the notices they keep, over all its sessions. A launch beyond it fails
+   * with 53200. @default 268435456 (256 MB)
+   */
+  maxQueueBytesPerLogin?: number;
 }
 
 /** What a shutdown did with the jobs that were running when it began. */
@@ -51,6 +65,8 @@ export class Engine {
   readonly pool: WorkerPool;
   readonly cookies = new CookieIssuer();
   readonly observer: JobObserver | undefined;
+  readonly maxNoticeBytesPerJob: number;
+  readonly budgets: LoginBudgets;
   readonly #sessions = new Set<Session>();
   readonly #running = new Set<Entry>();
   #jobsStarted = 0;
@@ -67,6 +83,11 @@ export class Engine {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.pool = new WorkerPool(options.pool ?? {}, this.logger);
     this.observer = options.observer;
+    this.budgets = new LoginBudgets(options.maxQueueBytesPerLogin ?? QUEUE_BYTES_PER_LOGIN.default);
+    this.maxNoticeBytesPerJob = options.maxNoticeBytesPerJob ?? NOTICE_BYTES.default;
+    if (!Number.isInteger(this.maxNoticeBytesPerJob) || this.maxNoticeBytesPerJob < NOTICE_BYTES.min) {
+      throw new RangeError(`maxNoticeBytesPerJob must be a whole number, ${NOTICE_BYTES.min} or more`);
+    }
   }
 
   /** Loads the SQL parser; launches await it on their own. */

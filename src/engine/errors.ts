@@ -87,6 +87,7 @@ export const SqlState = {
   datatypeMismatch: '42804',
   connectionFailure: '08006',
   insufficientResources: '53000',
+  outOfMemory: '53200',
   queryCanceled: '57014',
   deadlockDetected: '40P01',
   invalidAuthorization: '28000',
@@ -120,6 +121,11 @@ export const errors = {
     new PgbgError(SqlState.connectionFailure, `lost connection to worker process with PID ${pid}`, detail ? { detail } : {}),
   noCapacity: (hint: string, detail?: string) =>
     new PgbgError(SqlState.insufficientResources, 'could not start background worker', detail ? { hint, detail } : { hint }),
+  memoryBudget: (login: string, limit: number, held: number, asked: number) =>
+    new PgbgError(SqlState.outOfMemory, `launching this job would exceed the memory budget of login "${login}" for queued results`, {
+      detail: `Its unread results may hold ${held} bytes (their queue sizes and notices) and this launch asks for ${asked} more; the budget is ${limit} bytes (maxQueueBytesPerLogin).`,
+      hint: 'Read or detach earlier results, launch with a smaller queue_size, or raise the budget (pgbg serve --max-queue-bytes-per-login).',
+    }),
   progressOutsideWorker: () =>
     new PgbgError(SqlState.featureNotSupported, 'pg_background_progress can only be called from a background worker'),
 } as const;

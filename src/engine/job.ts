@@ -10,6 +10,7 @@
 import type { ServerMessageFields } from './errors.js';
 import { PgbgError } from './errors.js';
 import { encodeDataRow, type RowRun } from './data-row.js';
+import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);
 
@@ -49,7 +50,22 @@ export const COMMAND_TAG_FIELD: FieldInfo = {
   columnID: 0,
 };
 
+/** Most notices one job keeps, whatever their size. */
 const MAX_KEPT_NOTICES = 1000;
+/** Bytes of notices one job keeps by default (EngineOptions.maxNoticeBytesPerJob). */
+export const NOTICE_BYTES = { default: 1024 * 1024, min: 0 } as const;
+
+/** What a notice holds, as the engine counts it: the UTF-8 bytes of its text fields. */
+export function noticeSize(notice: Notice): number {
+  let n = 0;
+  for (const v of Object.values(notice)) if (typeof v === 'string') n += Buffer.byteLength(v);
+  return n;
+}
+
+export interface JobOptions {
+  /** Bytes of notices kept; later ones are counted, not kept. @default NOTICE_BYTES.default */
+  maxNoticeBytes?: number;
+}
 
 interface Waiter {
   resolve(): void;
@@ -66,7 +82,16 @@ export class Job {
   fields: FieldInfo[] | undefined;
   commandTags: string[] = [];
   progress: Progress = { pct: -1, message: null, at: null };
+  /**
+   * The notices kept: the first ones, up to MAX_KEPT_NOTICES and
+   * `maxNoticeBytes`; from the first that does not fit on, notices are only
+   * counted, and one last WARNING (updated as they come) says how many.
+   */
   readonly notices: Notice[] = [];
+  /** Notices counted but not kept, and their bytes. */
+  droppedNotices = 0;
+  droppedNoticeBytes = 0;
+  readonly maxNoticeBytes: number;
   /** Rows relayed to the buffer so far (the reader may have taken some). */
   rowsReceived = 0;
   cancelRequested = false;
@@ -83,6 +108,15 @@ export class Job {
   #paused = false;
   #waiters: Waiter[] = [];
   #ended = false;
+  #noticeBytes = 0;
+  /** The last notice, standing for the dropped ones (once there are any). */
+  #dropSummary: Notice | undefined;
+  /** The login budget the job draws on (see chargeTo), and what it holds of it. */
+  #account: MemoryAccount | undefined;
+  #queueCharge = 0;
+  #noticeCharge = 0;
+  /** Nobody can read this job's notices any more (see releaseMemory). */
+  #released = false;
   onFull: () => void = () => undefined;
   onDrain: () => void = () => undefined;
   onNotice: ((n: Notice) => void) | undefined;
@@ -92,8 +126,10 @@ export class Job {
     readonly sql: string,
     readonly queueSize: number,
     readonly resultsDisabled: boolean,
+    options: JobOptions = {},
   ) {
     this.discarding = resultsDisabled;
+    this.maxNoticeBytes = options.maxNoticeBytes ?? NOTICE_BYTES.default;
   }
 
   get ended(): boolean {
@@ -156,11 +192,65 @@ export class Job {
     }
   }
 
+  /**
+   * Keeps a notice if it fits (see `notices`) and the login's budget has room
+   * for it; `onNotice` hears of every one.
+   */
   addNotice(notice: Notice): void {
-    if (this.notices.length >= MAX_KEPT_NOTICES) this.notices.shift();
-    this.notices.push(notice);
     this.onNotice?.(notice);
+    if (this.#released) return;
+    const size = noticeSize(notice);
+    const fits = !this.#dropSummary && this.notices.length < MAX_KEPT_NOTICES && this.#noticeBytes + size <= this.maxNoticeBytes;
+    if (fits && (!this.#account || this.#account.take(size))) {
+      this.notices.push(notice);
+      this.#noticeBytes += size;
+      if (this.#account) this.#noticeCharge += size;
+    } else {
+      this.#dropNotice(size);
+    }
     this.#wake();
+  }
+
+  /**
+   * Makes the job hold `queueBytes` of its login's budget (already taken from
+   * `account`) until it is released; its notices are taken from it too.
+   */
+  chargeTo(account: MemoryAccount, queueBytes: number): void {
+    this.#account = account;
+    this.#queueCharge = queueBytes;
+  }
+
+  /** The bytes of its login's budget the job holds now. */
+  get charged(): number {
+    return this.#queueCharge + this.#noticeCharge;
+  }
+
+  /** Nobody will read the job any more: give back all it holds of its login's budget, and keep no more notices. */
+  releaseMemory(): void {
+    this.#released = true;
+    this.#account?.give(this.#queueCharge + this.#noticeCharge);
+    this.#queueCharge = 0;
+    this.#noticeCharge = 0;
+  }
+
+  /** Bytes of the notices kept. */
+  get noticeBytes(): number {
+    return this.#noticeBytes;
+  }
+
+  #dropNotice(size: number): void {
+    this.droppedNotices++;
+    this.droppedNoticeBytes += size;
+    const n = this.droppedNotices;
+    const summary: Notice = {
+      severity: 'WARNING',
+      code: '01000',
+      message: `${n} more notice${n === 1 ? '' : 's'} of background worker with PID ${this.pid} ${n === 1 ? 'was' : 'were'} dropped`,
+      detail: `A job keeps at most ${MAX_KEPT_NOTICES} notices and ${this.maxNoticeBytes} bytes of them, within its login's memory budget; the ${n} after these (${this.droppedNoticeBytes} bytes) were counted, not kept.`,
+    };
+    // One object, updated in place: whoever already holds the list sees the final count.
+    if (this.#dropSummary) Object.assign(this.#dropSummary, summary);
+    else this.notices.push((this.#dropSummary = summary));
   }
 
   setProgress(pct: number, message: string | null): void {
@@ -181,6 +271,9 @@ export class Job {
   /** Drop buffered rows and every later one; the worker is never held back again. */
   discard(): void {
     this.discarding = true;
+    // No queue to fill any more: its share of the budget goes back (the notices' stays until release).
+    this.#account?.give(this.#queueCharge);
+    this.#queueCharge = 0;
     this.#rows = [];
     this.#counts = [];
     this.#head = 0;

@@ -273,7 +273,10 @@ export class Session {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const entry of this.#entries.values()) entry.job.discard();
+    for (const entry of this.#entries.values()) {
+      entry.job.discard();
+      entry.job.releaseMemory();
+    }
     this.#entries.clear();
     this.core.forgetSession(this);
   }
@@ -284,10 +287,15 @@ export class Session {
     const plan = classifyStatements(sql);
     const queueSize = resolveQueueSize(options.queueSize, this.settings.defaultQueueSize);
     if (this.#entries.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
+    // A submitted job's rows are dropped as they come: it needs no queue.
+    const queueBytes = resultsDisabled ? 0 : queueSize;
+    const account = this.core.budgets.reserve(this.init.login, queueBytes);
+    const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob });
+    job.chargeTo(account, queueBytes);
+    let tracked = false;
     this.#reserved++;
     try {
       const context = options.context ?? this.init.context ?? (await this.#capture());
-      const job = new Job(sql, queueSize, resultsDisabled);
       if (options.onNotice) job.onNotice = options.onNotice;
       const entry: Entry = {
         job,
@@ -305,12 +313,16 @@ export class Session {
       this.core.jobStarted(entry);
       this.#consumed.delete(worker.pid);
       this.#entries.set(worker.pid, entry);
+      // Closed while this launch waited for a worker: nobody will read the job.
+      tracked = !this.#closed;
+      if (!tracked) job.discard();
       this.#stats.launched++;
       entry.settled = executeJob(this.core, entry, worker, plan).then(() => this.#count(entry));
       this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
       return { pid: job.pid, cookie: entry.cookie };
     } finally {
       this.#reserved--;
+      if (!tracked) job.releaseMemory();
     }
   }
 
@@ -360,6 +372,8 @@ export class Session {
   }
 
   #forget(entry: Entry, consumed: boolean): void {
+    // Read, detached or failed: nobody reads this job any more, whatever else holds it.
+    entry.job.releaseMemory();
     const pid = entry.job.pid;
     if (this.#entries.get(pid) !== entry) return;
     this.#entries.delete(pid);

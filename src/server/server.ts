@@ -39,6 +39,10 @@ export interface ServerOptions {
    * left behind goes back. 0 = never. @default 3000
    */
   releaseMemoryAfterMs?: number;
+  /** The longest request the endpoint accepts; longer ones get 54000 (see WireServerOptions.maxRequestBytes). @default 16 MB */
+  maxRequestBytes?: number;
+  /** Memory budget per login for unread results (see EngineOptions.maxQueueBytesPerLogin). @default 256 MB */
+  maxQueueBytesPerLogin?: number;
 }
 
 export interface RunningServer {
@@ -67,7 +71,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   for (const job of lost) {
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
-  const engine = new Engine({ logger, observer: journal, ...(options.pool ? { pool: options.pool } : {}) });
+  const engine = new Engine({
+    logger,
+    observer: journal,
+    ...(options.pool ? { pool: options.pool } : {}),
+    ...(options.maxQueueBytesPerLogin !== undefined ? { maxQueueBytesPerLogin: options.maxQueueBytesPerLogin } : {}),
+  });
   const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger);
   let wire: WireServer;
   try {
@@ -78,6 +87,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger,
       host: options.host ?? '127.0.0.1',
       port: options.identity.port,
+      ...(options.maxRequestBytes !== undefined ? { maxRequestBytes: options.maxRequestBytes } : {}),
       // Each role logs in as r<oid> with its own secret; the server holds only its SCRAM verifier.
       authenticate: async (user, database) => {
         const oid = roleOfLogin(user);

@@ -196,33 +196,166 @@ export function negotiateProtocolVersion(major: number, minor: number, unrecogni
 export const MAX_STARTUP_PACKET = 10_000;
 
 /**
- * Watches the first packets of a connection (SSLRequest/GSSENCRequest, then
- * the startup or cancel packet) and rejects an impossible length at once.
- * pg-gateway would otherwise wait for all the bytes a bogus header announces
- * (an HTTP request's "GET " reads as ~1.1 GB) and hold the socket open.
+ * The frontend message type the inbound framer puts in place of a message it
+ * refused for its length: no real frontend message has type 0. Its body is the
+ * refused message's type (1 byte) and length field (int32).
  */
-export class StartupLengthGuard {
-  private pending = Buffer.alloc(0);
-  private settled = false;
+export const OVERSIZED_MESSAGE = 0x00;
 
-  /** Feed every incoming chunk; false means "not PostgreSQL, hang up". */
-  accept(chunk: Uint8Array): boolean {
-    if (this.settled) return true;
-    this.pending = Buffer.concat([this.pending, chunk]);
-    while (this.pending.length >= 4) {
-      const length = this.pending.readInt32BE(0);
-      if (length < 8 || length > MAX_STARTUP_PACKET) return false;
-      if (this.pending.length < 8) return true;
-      const code = this.pending.readInt32BE(4);
-      const isEncryptionRequest = length === 8 && (code === REQUEST_CODE.ssl || code === REQUEST_CODE.gssenc);
-      if (!isEncryptionRequest) {
-        // The startup (or cancel) packet: what follows is framed normally.
-        this.settled = true;
-        this.pending = Buffer.alloc(0);
-        return true;
+/** The type and length of a refused message, from the marker that stands in for it. */
+export function readOversizedMarker(marker: Uint8Array): { type: number; length: number } {
+  const view = Buffer.from(marker.buffer, marker.byteOffset, marker.byteLength);
+  return { type: view[5] ?? 0, length: view.readUInt32BE(6) };
+}
+
+function oversizedMarker(type: number, length: number): Buffer {
+  const marker = Buffer.alloc(10);
+  marker[0] = OVERSIZED_MESSAGE;
+  marker.writeInt32BE(9, 1);
+  marker[5] = type;
+  marker.writeUInt32BE(length, 6);
+  return marker;
+}
+
+/** How long incoming messages may be (their length field, which counts itself but not the type byte). */
+export interface InboundLimits {
+  /** Before authentication; the startup packet is also held to MAX_STARTUP_PACKET. */
+  preAuthBytes: number;
+  /** After authentication. */
+  requestBytes: number;
+}
+
+/** Why the framer stopped a connection. */
+export type InboundRefusal =
+  /** A first packet no PostgreSQL client sends (an HTTP request, say): hang up without a word. */
+  | { kind: 'not-postgres' }
+  /** A length field below its own 4 bytes. */
+  | { kind: 'invalid-length'; length: number }
+  /** A message over `preAuthBytes` before authentication. */
+  | { kind: 'too-long'; type: number; length: number; limit: number };
+
+/**
+ * Frames what a client sends, by the length fields alone, before anything is
+ * buffered: pg-gateway gathers each message whole before it looks at it, so
+ * without this a bogus length header (an HTTP request's "GET " reads as
+ * ~1.1 GB) made it wait for, and hold, everything a client sent.
+ *
+ * - First packets (SSLRequest/GSSENCRequest, then the startup or cancel
+ *   packet) longer than PostgreSQL's MAX_STARTUP_PACKET are refused at once.
+ * - Before authentication, a message longer than `preAuthBytes` ends the
+ *   connection (refusal 'too-long').
+ * - After authentication, a message longer than `requestBytes` is replaced by
+ *   an OVERSIZED_MESSAGE marker and its body is skipped as it arrives: the
+ *   session answers the marker (54000) and the stream stays in step.
+ */
+export class InboundFramer {
+  /** Bytes handed on to the message parser (markers included). */
+  forwarded = 0;
+  /** Bytes of refused messages' bodies, skipped. */
+  skipped = 0;
+  readonly #header = Buffer.alloc(8);
+  #headerFill = 0;
+  /** Typed messages (after the startup packet) or first packets. */
+  #typed = false;
+  /** Body bytes still to come for the current message. */
+  #remaining = 0;
+  #skipping = false;
+  /** The current packet is the startup (or cancel) packet: typed messages follow it. */
+  #startupPacket = false;
+  #refusal: InboundRefusal | undefined;
+
+  constructor(
+    private readonly limits: InboundLimits,
+    private readonly authenticated: () => boolean,
+  ) {}
+
+  /**
+   * Feeds one chunk. Returns the bytes to hand to the message parser, in a
+   * fresh buffer at offset 0 (see wire-socket.ts), or why the connection must end.
+   */
+  feed(chunk: Uint8Array): { bytes: Uint8Array; refusal?: undefined } | { refusal: InboundRefusal } {
+    if (this.#refusal) return { refusal: this.#refusal };
+    const input = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const pieces: Buffer[] = [];
+    let pos = 0;
+    while (pos < input.length) {
+      if (this.#remaining > 0) {
+        const n = Math.min(this.#remaining, input.length - pos);
+        if (this.#skipping) this.skipped += n;
+        else pieces.push(input.subarray(pos, pos + n));
+        pos += n;
+        this.#remaining -= n;
+        if (this.#remaining === 0) this.#endOfMessage();
+        continue;
       }
-      this.pending = this.pending.subarray(8); // another first packet follows the 'N'
+      const want = this.#typed ? 5 : 8;
+      const n = Math.min(want - this.#headerFill, input.length - pos);
+      input.copy(this.#header, this.#headerFill, pos, pos + n);
+      this.#headerFill += n;
+      pos += n;
+      const refusal = this.#typed ? this.#typedHeader(pieces) : this.#firstPacketHeader(pieces);
+      if (refusal) {
+        this.#refusal = refusal;
+        return { refusal };
+      }
     }
-    return true;
+    let size = 0;
+    for (const p of pieces) size += p.length;
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const p of pieces) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    this.forwarded += size;
+    return { bytes };
+  }
+
+  /** Judges a first packet's header as far as it has arrived. */
+  #firstPacketHeader(pieces: Buffer[]): InboundRefusal | undefined {
+    if (this.#headerFill < 4) return undefined;
+    const length = this.#header.readInt32BE(0);
+    if (length < 8 || length > Math.min(MAX_STARTUP_PACKET, this.limits.preAuthBytes)) return { kind: 'not-postgres' };
+    if (this.#headerFill < 8) return undefined;
+    const code = this.#header.readInt32BE(4);
+    pieces.push(Buffer.from(this.#header.subarray(0, 8)));
+    this.#headerFill = 0;
+    const isEncryptionRequest = length === 8 && (code === REQUEST_CODE.ssl || code === REQUEST_CODE.gssenc);
+    // Another first packet follows the 'N' of an encryption request; typed messages follow the rest.
+    this.#startupPacket = !isEncryptionRequest;
+    this.#skipping = false;
+    this.#remaining = length - 8;
+    if (this.#remaining === 0) this.#endOfMessage();
+    return undefined;
+  }
+
+  /** Judges a typed message's header once its 5 bytes are in. */
+  #typedHeader(pieces: Buffer[]): InboundRefusal | undefined {
+    if (this.#headerFill < 5) return undefined;
+    this.#headerFill = 0;
+    const type = this.#header[0]!;
+    const length = this.#header.readUInt32BE(1);
+    if (length < 4) return { kind: 'invalid-length', length };
+    const authenticated = this.authenticated();
+    const limit = authenticated ? this.limits.requestBytes : this.limits.preAuthBytes;
+    if (length > limit) {
+      if (!authenticated) return { kind: 'too-long', type, length, limit };
+      pieces.push(oversizedMarker(type, length));
+      this.#skipping = true;
+    } else {
+      pieces.push(Buffer.from(this.#header.subarray(0, 5)));
+      this.#skipping = false;
+    }
+    this.#remaining = length - 4;
+    if (this.#remaining === 0) this.#endOfMessage();
+    return undefined;
+  }
+
+  #endOfMessage(): void {
+    this.#skipping = false;
+    if (this.#startupPacket) {
+      this.#startupPacket = false;
+      this.#typed = true;
+    }
   }
 }

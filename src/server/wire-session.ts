@@ -21,12 +21,17 @@ import {
   backendKeyData,
   classifyInitialPacket,
   errorResponse,
+  InboundFramer,
   negotiateProtocolVersion,
   noticeResponse,
   parameterStatus,
+  OVERSIZED_MESSAGE,
+  readOversizedMarker,
   readQueryText,
   readStartupParameters,
   readyForQuery,
+  type InboundLimits,
+  type InboundRefusal,
   type MessageFields,
 } from './wire-messages.js';
 import { runSimpleQuery } from './wire-query.js';
@@ -40,6 +45,10 @@ export interface SessionServices {
   logger: Logger;
   serverVersion: string;
   answerSet: boolean;
+  /** A client that has not logged in after this long is cut off. */
+  authTimeoutMs: number;
+  /** How long incoming messages may be, before and after authentication. */
+  limits: InboundLimits;
   /** Makes the session reachable by CancelRequest (after authentication). */
   register(session: WireSession): void;
   unregister(session: WireSession): void;
@@ -60,8 +69,8 @@ const EXTENDED = new Set([0x50, 0x42, 0x44, 0x45, 0x43]);
 /** CopyData, CopyDone, CopyFail: PostgreSQL ignores them outside COPY. */
 const COPY = new Set([0x64, 0x63, 0x66]);
 
-/** PostgreSQL's authentication_timeout default: a client that never finishes logging in is cut off. */
-const AUTH_TIMEOUT_MS = 60_000;
+/** How long a client we cut off may read our last words before its socket is destroyed. */
+const CUT_OFF_GRACE_MS = 1000;
 
 const fatal = (code: string, message: string): Uint8Array => errorResponse({ severity: 'FATAL', code, message });
 
@@ -70,6 +79,8 @@ export class WireSession {
   readonly id: number;
   readonly secretKey = randomBytes(4);
   readonly out: WireOutput;
+  /** Frames what the client sends, checking lengths before anything is buffered. */
+  readonly framer: InboundFramer;
   /** Resolves once the socket closed and onClose (if due) ran. */
   readonly closed: Promise<void>;
   private conn: WireConnection | undefined;
@@ -85,6 +96,7 @@ export class WireSession {
   ) {
     this.id = id;
     this.out = new WireOutput(socket);
+    this.framer = new InboundFramer(services.limits, () => this.conn !== undefined);
     this.logger = services.logger.child({ conn: id, remote: remoteOf(socket) });
     this.closed = new Promise((resolve) => socket.once('close', () => void this.finish().then(resolve)));
     socket.on('error', (err) => this.logger.debug({ err }, 'wire socket error'));
@@ -92,13 +104,13 @@ export class WireSession {
       if (this.conn) return;
       this.logger.info('wire authentication timed out');
       this.out.end(fatal('08006', 'authentication timed out'));
-      setTimeout(() => this.out.destroy(), 1000).unref();
-    }, AUTH_TIMEOUT_MS).unref();
+      setTimeout(() => this.out.destroy(), CUT_OFF_GRACE_MS).unref();
+    }, services.authTimeoutMs).unref();
     socket.once('close', () => clearTimeout(authTimer));
   }
 
   start(): void {
-    new PostgresConnection(socketDuplex(this.socket, this.out), {
+    new PostgresConnection(socketDuplex(this.socket, this.out, this.framer, (r) => this.refused(r)), {
       auth: scramAuthOptions(this.services.authenticate, this.services.mockVerifier, {
         onFailure: (user) => {
           this.logger.info({ user }, 'wire authentication failed');
@@ -111,6 +123,36 @@ export class WireSession {
       onAuthenticated: (state) => this.onAuthenticated(state),
       onMessage: (data, state) => this.onMessage(data, state),
     });
+  }
+
+  /** The framer stopped reading this connection: say why (if it is PostgreSQL at all) and close. */
+  private refused(refusal: InboundRefusal): void {
+    if (refusal.kind === 'not-postgres') {
+      // Like PostgreSQL: no reply to something that is not our protocol.
+      this.out.destroy();
+      return;
+    }
+    if (refusal.kind === 'too-long') {
+      this.logger.info({ length: refusal.length, limit: refusal.limit }, 'wire message too long before authentication');
+      this.out.end(
+        errorResponse({
+          severity: 'FATAL',
+          code: '08P01',
+          message: 'invalid message length',
+          detail: `A message of ${refusal.length} bytes arrived before authentication; the limit is ${refusal.limit} bytes.`,
+        }),
+      );
+    } else {
+      this.logger.info({ length: refusal.length }, 'wire message with an invalid length');
+      this.out.end(fatal('08P01', 'invalid message length'));
+    }
+    // Nothing more is read; a client still sending fills its socket buffers, then is cut off.
+    setTimeout(() => this.out.destroy(), CUT_OFF_GRACE_MS).unref();
+  }
+
+  /** Bytes read from the client so far. */
+  get bytesRead(): number {
+    return this.socket.bytesRead;
   }
 
   /** Aborts the running query, if any (CancelRequest). */
@@ -220,6 +262,7 @@ export class WireSession {
 
   private async onRegularMessage(data: Uint8Array): Promise<MessageResponse> {
     const code = data[0] ?? 0;
+    if (code === OVERSIZED_MESSAGE) return this.onOversized(data);
     if (code === MSG.terminate) {
       this.out.end();
       void this.finish();
@@ -253,6 +296,38 @@ export class WireSession {
       return HANDLED;
     }
     this.out.end(fatal('08P01', `invalid frontend message type ${code}`));
+    return HANDLED;
+  }
+
+  /**
+   * A message over the request limit, whose body the framer skipped: refused
+   * like PostgreSQL refuses what it cannot hold (54000), in the order of the
+   * messages around it, and the connection goes on.
+   */
+  private onOversized(marker: Uint8Array): MessageResponse {
+    const { type, length } = readOversizedMarker(marker);
+    const limit = this.services.limits.requestBytes;
+    this.logger.info({ type: String.fromCharCode(type), length, limit }, 'wire request too large');
+    if (type === MSG.sync || type === MSG.terminate) {
+      this.out.end(fatal('08P01', 'invalid message length'));
+      return HANDLED;
+    }
+    if (this.skipUntilSync || type === MSG.flush || COPY.has(type)) return HANDLED;
+    if (type !== MSG.query && type !== MSG.functionCall && !EXTENDED.has(type)) {
+      this.out.end(fatal('08P01', `invalid frontend message type ${type}`));
+      return HANDLED;
+    }
+    this.out.write(
+      errorResponse({
+        severity: 'ERROR',
+        code: SqlState.configurationLimitExceeded,
+        message: `request of ${length} bytes exceeds the limit of ${limit} bytes`,
+        hint: 'Send a smaller request, or raise the server\'s request limit (maxRequestBytes; pgbg serve --max-request-bytes).',
+      }),
+    );
+    // As for a message of normal size: a Query or FunctionCall is answered now, extended messages at Sync.
+    if (EXTENDED.has(type)) this.skipUntilSync = true;
+    else this.out.write(readyForQuery('I'));
     return HANDLED;
   }
 

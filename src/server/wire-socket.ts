@@ -20,7 +20,7 @@
  */
 import type { Socket } from 'node:net';
 import type { DuplexStream } from 'pg-gateway';
-import { StartupLengthGuard } from './wire-messages.js';
+import type { InboundFramer, InboundRefusal } from './wire-messages.js';
 
 /** Bytes gathered before one socket write: rows of a large result leave in batches, not one syscall each. */
 export const BATCH_BYTES = 64 * 1024;
@@ -131,10 +131,21 @@ export class WireOutput {
   }
 }
 
-/** The socket as a DuplexStream for pg-gateway; all writes go through `out`. */
-export function socketDuplex(socket: Socket, out: WireOutput): DuplexStream<Uint8Array> {
+/**
+ * The socket as a DuplexStream for pg-gateway; all writes go through `out`.
+ * Every chunk passes `framer` first, which checks each message's length before
+ * any of its body is buffered; when it refuses the connection, `refused` is
+ * told and nothing more is read.
+ */
+export function socketDuplex(
+  socket: Socket,
+  out: WireOutput,
+  framer: InboundFramer,
+  refused: (refusal: InboundRefusal) => void,
+): DuplexStream<Uint8Array> {
   let finished = false;
-  const guard = new StartupLengthGuard();
+  /** The framer refused the connection: later chunks are not read. */
+  let stopped = false;
   const readable = new ReadableStream<Uint8Array>(
     {
       start(controller) {
@@ -144,13 +155,16 @@ export function socketDuplex(socket: Socket, out: WireOutput): DuplexStream<Uint
           controller.close();
         };
         socket.on('data', (chunk: Buffer) => {
-          if (finished) return;
-          if (!guard.accept(chunk)) {
-            // Like PostgreSQL: no reply to something that is not our protocol.
-            out.destroy();
+          if (finished || stopped) return;
+          const framed = framer.feed(chunk);
+          if (framed.refusal) {
+            stopped = true;
+            socket.pause();
+            refused(framed.refusal);
             return;
           }
-          controller.enqueue(new Uint8Array(chunk)); // copy: see the byteOffset note above
+          // A fresh buffer at offset 0: see the byteOffset note above.
+          if (framed.bytes.byteLength > 0) controller.enqueue(framed.bytes);
           if ((controller.desiredSize ?? 1) <= 0) socket.pause();
         });
         socket.on('end', finish);
@@ -159,7 +173,7 @@ export function socketDuplex(socket: Socket, out: WireOutput): DuplexStream<Uint
         socket.on('error', () => undefined);
       },
       pull() {
-        socket.resume();
+        if (!stopped) socket.resume();
       },
       cancel() {
         finished = true;

@@ -6,7 +6,10 @@
  * - plaintext only: SSLRequest and GSSENCRequest are answered 'N';
  * - SCRAM-SHA-256 login (dblink requires a password for non-superusers);
  * - the simple query protocol; extended-protocol messages get 0A000;
- * - CancelRequest (dblink_cancel_query) aborts the handler's AbortSignal.
+ * - CancelRequest (dblink_cancel_query) aborts the handler's AbortSignal;
+ * - bounded: each message's length is checked before its body is buffered
+ *   (small before login, maxRequestBytes after), and a login must finish
+ *   within authTimeoutMs.
  *
  * Connection plumbing lives in wire-session.ts (on top of pg-gateway), byte
  * layouts in wire-messages.ts, query execution in wire-query.ts.
@@ -90,6 +93,38 @@ export interface WireServerOptions {
   answerSet?: boolean;
   /** How long close() lets clients read the shutdown error before cutting them off. @default 1000 */
   shutdownGraceMs?: number;
+  /**
+   * A client that has not logged in after this long gets FATAL 08006 and is
+   * cut off (PostgreSQL's authentication_timeout, 60 s there: a login here is
+   * one SCRAM exchange on loopback). @default 10000
+   */
+  authTimeoutMs?: number;
+  /**
+   * The longest message accepted before authentication (as PostgreSQL counts
+   * a message's length: its length field); a longer one ends the connection
+   * with FATAL 08P01 before its body is read. The startup packet is held to
+   * 10000 bytes as well, like PostgreSQL's. @default 65536
+   */
+  maxPreAuthMessageBytes?: number;
+  /**
+   * The longest message accepted after authentication — in practice a
+   * Query's SQL text. A longer one is answered with ERROR 54000 and skipped
+   * as it arrives, never buffered; the connection goes on. @default 16777216 (16 MB)
+   */
+  maxRequestBytes?: number;
+}
+
+/** The defaults of WireServerOptions' bounds. */
+export const WIRE_LIMITS = {
+  authTimeoutMs: 10_000,
+  maxPreAuthMessageBytes: 64 * 1024,
+  maxRequestBytes: 16 * 1024 * 1024,
+} as const;
+
+/** Bytes the server read from clients, and the part of them that reached the message parser (which buffers each message whole). */
+export interface InboundBytes {
+  read: number;
+  parsed: number;
 }
 
 export interface WireServer {
@@ -103,12 +138,26 @@ export interface WireServer {
   close(): Promise<void>;
   /** Open client sockets, authenticated or not. */
   connections(): number;
+  /** Totals since the server started, over every connection. */
+  inbound(): InboundBytes;
+}
+
+function limit(name: keyof typeof WIRE_LIMITS, value: number | undefined, min: number): number {
+  const v = value ?? WIRE_LIMITS[name];
+  if (!Number.isInteger(v) || v < min) throw new RangeError(`${name} must be a whole number, ${min} or more (got ${v})`);
+  return v;
 }
 
 export async function startWireServer(opts: WireServerOptions): Promise<WireServer> {
   const logger = opts.logger ?? pino({ name: 'pgbg-wire' });
   const host = opts.host ?? '127.0.0.1';
+  const authTimeoutMs = limit('authTimeoutMs', opts.authTimeoutMs, 1);
+  // A SCRAM exchange's messages are a few hundred bytes; a Query needs room for its SQL.
+  const preAuthBytes = limit('maxPreAuthMessageBytes', opts.maxPreAuthMessageBytes, 1024);
+  const requestBytes = limit('maxRequestBytes', opts.maxRequestBytes, 1024);
   const open = new Set<WireSession>();
+  /** Inbound totals of the connections already closed. */
+  const closedInbound: InboundBytes = { read: 0, parsed: 0 };
   /** Authenticated sessions by process id, for CancelRequest. */
   const byId = new Map<number, WireSession>();
   // Random start so ids are not guessable from "one more than mine" across restarts;
@@ -127,6 +176,8 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
     logger,
     serverVersion: opts.serverVersion ?? '18.0 (pgbg)',
     answerSet: opts.answerSet ?? true,
+    authTimeoutMs,
+    limits: { preAuthBytes, requestBytes },
     register: (s) => byId.set(s.id, s),
     unregister: (s) => {
       if (byId.get(s.id) === s) byId.delete(s.id);
@@ -143,7 +194,11 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
   const server = net.createServer({ noDelay: true }, (socket) => {
     const session = new WireSession(socket, allocateId(), services);
     open.add(session);
-    void session.closed.then(() => open.delete(session));
+    void session.closed.then(() => {
+      open.delete(session);
+      closedInbound.read += socket.bytesRead;
+      closedInbound.parsed += session.framer.forwarded;
+    });
     session.start();
   });
   server.on('error', (err) => logger.error({ err }, 'wire server error'));
@@ -163,6 +218,14 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
     port,
     host,
     connections: () => open.size,
+    inbound() {
+      const totals = { ...closedInbound };
+      for (const s of open) {
+        totals.read += s.bytesRead;
+        totals.parsed += s.framer.forwarded;
+      }
+      return totals;
+    },
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

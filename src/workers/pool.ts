@@ -20,7 +20,12 @@ import { errors, PgbgError } from '../engine/errors.js';
 import { WorkerConnection } from './worker.js';
 
 export interface PoolOptions {
-  /** Most worker connections for one login (database + user). @default 64 */
+  /**
+   * Most worker connections for one login (database + user). By default a
+   * fair share: a quarter of maxConnections (at least 1), so that one login
+   * can never hold the whole pool, nor two of them shut everyone else out.
+   * @default max(1, floor(maxConnections / 4)) — 32 of 128
+   */
   maxConnectionsPerLogin?: number;
   /** Most worker connections overall. @default 128 */
   maxConnections?: number;
@@ -38,8 +43,12 @@ export interface PoolOptions {
   maxQueuedLaunches?: number;
 }
 
-const DEFAULTS: Required<PoolOptions> = {
-  maxConnectionsPerLogin: 64,
+/** A login's share of the pool when maxConnectionsPerLogin is not given. */
+export function fairShare(maxConnections: number): number {
+  return Math.max(1, Math.floor(maxConnections / 4));
+}
+
+const DEFAULTS: Omit<Required<PoolOptions>, 'maxConnectionsPerLogin'> = {
   maxConnections: 128,
   idleTimeoutMs: 30_000,
   maxLifetimeMs: 30 * 60_000,
@@ -112,7 +121,9 @@ export class WorkerPool {
     options: PoolOptions,
     private readonly logger: Logger,
   ) {
-    this.options = { ...DEFAULTS, ...options };
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as PoolOptions;
+    const merged = { ...DEFAULTS, ...given };
+    this.options = { ...merged, maxConnectionsPerLogin: given.maxConnectionsPerLogin ?? fairShare(merged.maxConnections) };
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(1000, this.options.idleTimeoutMs / 2));
     this.#sweeper.unref();
   }

@@ -129,8 +129,11 @@ describe('pgbg install / serve --database / uninstall', () => {
     }
   });
 
-  test('serve refuses a pool or memory option out of range, naming it', () => {
-    for (const [option, value] of [['--idle-timeout-ms', '0'], ['--max-workers', '-1'], ['--release-memory-ms', '-5']] as const) {
+  test('serve refuses a pool, memory or size option out of range, naming it', () => {
+    for (const [option, value] of [
+      ['--idle-timeout-ms', '0'], ['--max-workers', '-1'], ['--release-memory-ms', '-5'], ['--max-workers-per-login', '0'],
+      ['--max-request-bytes', 'lots'], ['--max-queue-bytes-per-login', '2 TB'],
+    ] as const) {
       const r = pgbg('serve', '--embedded', option, value);
       assert.equal(r.code, 1, r.stderr);
       assert.ok(r.stderr.includes(`option '${option} <`) && r.stderr.includes(`'${value}' is invalid`), r.stderr);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
 import { openFixture, sleep, type Fixture } from '../helpers/engine.js';
-import type { Handle, PgbgError, Session } from '../../src/index.js';
+import { Engine, type Handle, type PgbgError, type Session } from '../../src/index.js';
 
 type TestDb = Awaited<ReturnType<typeof createTestDatabase>>;
 
@@ -481,6 +481,54 @@ describe('pool: exhaustion', () => {
         left = await backendsOfRole();
       }
       assert.equal(left, 0, `backends of ${role.name} still connected`);
+    }
+  });
+});
+
+describe("pool: one login's share", () => {
+  let db: TestDb;
+  let fx: Fixture | undefined;
+  let other: { name: string; password: string };
+  const gate = new Gate();
+  before(async () => {
+    db = await createTestDatabase();
+    other = await createLoginRole('pgbg_share');
+    fx = await openFixture(db.url, { pool: { maxConnections: 8, whenExhausted: 'fail' } });
+  });
+  after(async () => {
+    await gate.release();
+    await fx?.close();
+    await db.drop();
+    await withClient(serverUrl(), (c) => c.query(`DROP ROLE IF EXISTS ${other.name}`));
+  });
+
+  test('by default a login gets a quarter of maxConnections; another login still gets a worker', async () => {
+    await gate.hold(db.url);
+    const held = [await fx!.session.launch(Gate.waitSql), await fx!.session.launch(Gate.waitSql)];
+    const same = fx!.engine.session({ connection: db.url });
+    await assert.rejects(same.launch('SELECT 1'), noCapacity(/All 2 worker connections for \S+ are busy \(maxConnectionsPerLogin\)/));
+    same.close();
+    for (const h of held) assert.equal(fx!.session.entry(h).job.ended, false, 'its jobs still hold their workers');
+    const b = fx!.engine.session({ connection: urlFor(db.name, other) });
+    const { rows } = await run<{ u: string }>(b, 'SELECT current_user AS u');
+    assert.deepEqual(rows, [{ u: other.name }]);
+    b.close();
+    assert.equal(fx!.engine.pool.options.maxConnectionsPerLogin, 2);
+    await gate.release();
+    for (const h of held) assert.deepEqual((await fx!.session.result(h)).rows, [{ one: 1 }]);
+  });
+
+  test('given, maxConnectionsPerLogin wins; the share of the default 128 is 32', async () => {
+    const engine = new Engine({ pool: { maxConnectionsPerLogin: 5 } });
+    const defaults = new Engine();
+    try {
+      assert.equal(engine.pool.options.maxConnectionsPerLogin, 5);
+      assert.equal(defaults.pool.options.maxConnections, 128);
+      assert.equal(defaults.pool.options.maxConnectionsPerLogin, 32);
+      assert.equal(new Engine({ pool: { maxConnections: 2 } }).pool.options.maxConnectionsPerLogin, 1);
+    } finally {
+      await engine.close();
+      await defaults.close();
     }
   });
 });

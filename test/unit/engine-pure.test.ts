@@ -8,6 +8,9 @@ import { Job, COMMAND_TAG_FIELD } from '../../src/engine/job.js';
 import { parseMemorySetting, parseTimeSetting, resolveQueueSize } from '../../src/engine/limits.js';
 import { ResultTracker } from '../../src/workers/result-tracker.js';
 import { withDeadline } from '../../src/workers/with-deadline.js';
+import { makeLogin } from '../../src/workers/pool.js';
+import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from '../../src/engine/budget.js';
+import type { PgbgError } from '../../src/engine/errors.js';
 
 const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
 
@@ -80,6 +83,71 @@ describe('row runs in the job buffer', () => {
     assert.deepEqual(job.takeRows(100).flatMap(splitRowRun).map(decodeDataRow), [['single 2']]);
     assert.equal(job.bufferedBytes, 0);
     assert.deepEqual(job.takeRows(100), []);
+  });
+});
+
+describe('notices kept by a job', () => {
+  test('kept up to the byte cap; later ones only counted, in one summary updated in place', () => {
+    const job = new Job('x', 4096, false, { maxNoticeBytes: 100 });
+    job.pid = 42;
+    const heard: string[] = [];
+    job.onNotice = (n) => heard.push(n.message);
+    job.addNotice({ message: 'a'.repeat(60) });
+    job.addNotice({ message: 'b'.repeat(60) });
+    const held = job.notices;
+    const summary = held[1]!;
+    assert.match(summary.message, /^1 more notice of background worker with PID 42 was dropped$/);
+    // A small one after the first drop is dropped too: the summary stays last.
+    job.addNotice({ message: 'c' });
+    assert.deepEqual(job.notices.map((n) => n.message.slice(0, 3)), ['aaa', '2 m']);
+    assert.equal(summary.message, '2 more notices of background worker with PID 42 were dropped');
+    assert.match(summary.detail ?? '', /at most 1000 notices and 100 bytes of them, within its login's memory budget; the 2 after these \(61 bytes\)/);
+    assert.equal(job.noticeBytes, 60);
+    assert.equal(job.droppedNotices, 2);
+    assert.deepEqual(heard.map((m) => m[0]), ['a', 'b', 'c']);
+  });
+
+  test('kept up to 1000 notices, the first ones', () => {
+    const job = new Job('x', 4096, false);
+    for (let i = 0; i < 1200; i++) job.addNotice({ message: `n${i}` });
+    assert.equal(job.notices.length, 1001);
+    assert.equal(job.notices[999]!.message, 'n999');
+    assert.match(job.notices[1000]!.message, /^200 more notices/);
+  });
+});
+
+describe('login memory budgets', () => {
+  const login = (user: string) => makeLogin({ user, database: 'd', host: 'h', port: 5432, password: 'p' });
+
+  test('a launch takes its queue size; notices draw on the rest; discard gives the queue back, release everything', () => {
+    const budgets = new LoginBudgets(10_000);
+    const a = login('a');
+    const job = new Job('x', 6000, false, { maxNoticeBytes: 10_000 });
+    job.chargeTo(budgets.reserve(a, 6000), 6000);
+    assert.throws(() => budgets.reserve(a, 4001), (err: PgbgError) => {
+      assert.equal(err.code, '53200');
+      assert.match(err.message, /memory budget of login "a@d"/);
+      assert.match(err.detail ?? '', /hold 6000 bytes .* asks for 4001 more; the budget is 10000 bytes \(maxQueueBytesPerLogin\)/);
+      return true;
+    });
+    assert.equal(budgets.held(login('b')), 0, 'another login has its own');
+    job.addNotice({ message: 'n'.repeat(3000) });
+    job.addNotice({ message: 'm'.repeat(3000) });
+    assert.equal(job.notices[0]!.message.length, 3000);
+    assert.match(job.notices[1]!.message, /^1 more notice/, 'the second no longer fits in the budget');
+    assert.equal(budgets.held(a), 9000);
+    job.discard();
+    assert.equal(budgets.held(a), 3000, 'the queue goes back once nothing can fill it');
+    job.releaseMemory();
+    job.releaseMemory();
+    assert.equal(budgets.held(a), 0);
+    job.addNotice({ message: 'late' });
+    assert.equal(job.notices.length, 2, 'a released job keeps no more notices');
+  });
+
+  test('the budget is checked when an engine starts', () => {
+    assert.throws(() => new LoginBudgets(0), RangeError);
+    assert.equal(new LoginBudgets(QUEUE_BYTES_PER_LOGIN.default).limit, 256 * 1024 * 1024);
   });
 });
 

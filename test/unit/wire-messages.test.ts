@@ -22,7 +22,10 @@ import {
   readyForQuery,
   rowDescription,
   secretKeysMatch,
-  StartupLengthGuard,
+  InboundFramer,
+  OVERSIZED_MESSAGE,
+  readOversizedMarker,
+  type InboundLimits,
 } from '../../src/server/wire-messages.js';
 
 /**
@@ -185,27 +188,101 @@ test('secret keys compare by value and length', () => {
   assert.equal(secretKeysMatch(k, Buffer.from([1, 2, 3])), false);
 });
 
-test('the startup guard follows SSL/GSS requests into the startup packet, in any chunking', () => {
+const LIMITS: InboundLimits = { preAuthBytes: 64 * 1024, requestBytes: 1024 * 1024 };
+/** A framer, and `accept`: feeds a chunk, true unless the framer refused the connection. */
+function framer(authenticated = () => false, limits = LIMITS) {
+  const f = new InboundFramer(limits, authenticated);
+  return { f, accept: (chunk: Uint8Array) => f.feed(chunk).refusal === undefined };
+}
+/** Feeds `chunks` and returns everything handed on, concatenated (or the refusal). */
+function framed(f: InboundFramer, chunks: Uint8Array[]) {
+  const out: Buffer[] = [];
+  for (const c of chunks) {
+    const r = f.feed(c);
+    if (r.refusal) return r.refusal;
+    assert.equal(r.bytes.byteOffset, 0, 'handed on at offset 0');
+    assert.equal(r.bytes.buffer.byteLength, r.bytes.byteLength, 'in a buffer of its own');
+    out.push(Buffer.from(r.bytes));
+  }
+  return Buffer.concat(out);
+}
+
+test('the framer follows SSL/GSS requests into the startup packet, in any chunking', () => {
   const gss = Buffer.alloc(8);
   gss.writeInt32BE(8, 0);
   gss.writeInt32BE(80877104, 4);
   const good = Buffer.concat([gss, serialize.requestSsl(), serialize.startup({ user: 'u' }), serialize.query('x'.repeat(20_000))]);
   for (let at = 0; at <= 40; at++) {
-    const g = new StartupLengthGuard();
-    assert.equal(g.accept(good.subarray(0, at)), true, `split at ${at}`);
-    assert.equal(g.accept(good.subarray(at)), true, `split at ${at}`);
+    const { accept } = framer(() => true);
+    assert.equal(accept(good.subarray(0, at)), true, `split at ${at}`);
+    assert.equal(accept(good.subarray(at)), true, `split at ${at}`);
   }
-  const bytewise = new StartupLengthGuard();
+  const bytewise = framer(() => true);
   for (const b of good.subarray(0, 60)) assert.equal(bytewise.accept(Buffer.from([b])), true);
+  // Everything passes unchanged, whatever the chunking.
+  for (const size of [1, 7, 4096, good.length]) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < good.length; at += size) chunks.push(good.subarray(at, at + size));
+    const f = new InboundFramer(LIMITS, () => true);
+    assert.deepEqual(framed(f, chunks), good, `chunks of ${size}`);
+    assert.equal(f.forwarded, good.length);
+  }
 });
 
-test('the startup guard rejects impossible first lengths as soon as it sees them', () => {
-  assert.equal(new StartupLengthGuard().accept(Buffer.from('GET / HTTP/1.1\r\n')), false);
-  const g = new StartupLengthGuard();
-  assert.equal(g.accept(serialize.requestSsl()), true);
-  assert.equal(g.accept(Buffer.from([0, 0, 0x27])), true, 'not enough bytes to judge yet');
-  assert.equal(g.accept(Buffer.from([0x11])), false, '10001 bytes is over the startup limit');
+test('the framer rejects impossible first lengths as soon as it sees them', () => {
+  assert.equal(framer().accept(Buffer.from('GET / HTTP/1.1\r\n')), false);
+  const { f, accept } = framer();
+  assert.equal(accept(serialize.requestSsl()), true);
+  assert.equal(accept(Buffer.from([0, 0, 0x27])), true, 'not enough bytes to judge yet');
+  assert.equal(accept(Buffer.from([0x11])), false, '10001 bytes is over the startup limit');
+  assert.deepEqual(f.feed(Buffer.from([1])).refusal, { kind: 'not-postgres' }, 'and it stays refused');
   const tiny = Buffer.alloc(4);
   tiny.writeInt32BE(4, 0);
-  assert.equal(new StartupLengthGuard().accept(tiny), false);
+  assert.equal(framer().accept(tiny), false);
+});
+
+test('before authentication, a message over the limit is refused from its header alone', () => {
+  const startup = serialize.startup({ user: 'u' });
+  const header = Buffer.from([0x70, 0x7f, 0xff, 0xff, 0xff]); // 'p', 2 GB
+  const f = new InboundFramer(LIMITS, () => false);
+  assert.deepEqual(framed(f, [startup, header.subarray(0, 3)]), startup, 'not judged before the length is in');
+  assert.deepEqual(f.feed(header.subarray(3)).refusal, { kind: 'too-long', type: 0x70, length: 0x7fffffff, limit: 64 * 1024 });
+  assert.equal(f.forwarded, startup.length, 'nothing of it was handed on');
+  // At the limit it passes.
+  const atLimit = Buffer.alloc(1 + 64 * 1024);
+  atLimit[0] = 0x70;
+  atLimit.writeInt32BE(64 * 1024, 1);
+  const g = new InboundFramer(LIMITS, () => false);
+  assert.deepEqual(framed(g, [startup, atLimit]), Buffer.concat([startup, atLimit]));
+  // A length below its own 4 bytes is invalid, before and after authentication.
+  for (const auth of [false, true]) {
+    const h = new InboundFramer(LIMITS, () => auth);
+    assert.deepEqual(framed(h, [startup, Buffer.from([0x51, 0, 0, 0, 3])]), { kind: 'invalid-length', length: 3 });
+  }
+});
+
+test('after authentication, an oversized message becomes a marker and its body is skipped', () => {
+  const startup = serialize.startup({ user: 'u' });
+  const big = serialize.query('y'.repeat(2 * 1024 * 1024));
+  const after = serialize.query('select 1');
+  const stream = Buffer.concat([startup, big, after, serialize.sync()]);
+  for (const size of [1000, 65536, stream.length]) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += size) chunks.push(stream.subarray(at, at + size));
+    const f = new InboundFramer(LIMITS, () => true);
+    const out = framed(f, chunks) as Buffer;
+    const marker = out.subarray(startup.length, startup.length + 10);
+    assert.equal(marker[0], OVERSIZED_MESSAGE);
+    assert.deepEqual(readOversizedMarker(marker), { type: 0x51, length: big.length - 1 });
+    assert.deepEqual(out.subarray(startup.length + 10), Buffer.concat([after, serialize.sync()]), `chunks of ${size}: the stream stays in step`);
+    assert.equal(f.skipped, big.length - 5);
+    assert.equal(f.forwarded, out.length);
+  }
+  // The limit is the one in force when the header arrives.
+  let auth = false;
+  const f = new InboundFramer({ preAuthBytes: 64 * 1024, requestBytes: 128 * 1024 }, () => auth);
+  framed(f, [startup]);
+  auth = true;
+  const mid = serialize.query('z'.repeat(100 * 1024));
+  assert.deepEqual(framed(f, [mid]), mid, 'over the pre-authentication limit but under the request limit');
 });

@@ -1,9 +1,8 @@
 -- The pgbg SQL API: pg_background 1.8's functions and types, served by the pgbg server.
 --
--- Placeholders filled in at install: @schema@ (the API's schema), @dblink@ (the schema of
--- dblink's functions), @fdw@ (the foreign-data wrapper of the endpoint's foreign server),
--- @carried_names@ / @carried_values@ (the settings a worker takes from its caller, from
--- src/sql/carried-settings.ts).
+-- Install fills in the placeholders (words between at-signs): the API's schema, the schema of
+-- dblink's functions, and the names and values of the settings a worker takes from its caller
+-- (the one list in src/sql/carried-settings.ts).
 --
 -- Identity. Every wrapper is SECURITY INVOKER: it runs as the code that called it. A job runs
 -- as that code's effective role (current_user), proved to the server on every request:
