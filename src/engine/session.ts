@@ -289,7 +289,7 @@ export class Session {
     if (this.#entries.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
     // A submitted job's rows are dropped as they come: it needs no queue.
     const queueBytes = resultsDisabled ? 0 : queueSize;
-    const account = this.core.budgets.reserve(this.init.login, queueBytes);
+    const account = this.core.budgets.reserve(options.login ?? this.init.login, queueBytes);
     const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob });
     job.chargeTo(account, queueBytes);
     let tracked = false;
