@@ -128,7 +128,7 @@ describe('security: a job never runs with more privileges than the code that lau
         -- Maintenance operations run with search_path = pg_catalog, pg_temp: names are qualified.
         -- (An IMMUTABLE function may not write: the first job records the role it ran as.)
         PERFORM public.pg_background_detach(public.pg_background_launch(pg_catalog.format('INSERT INTO mal.seen (who, ctx) VALUES (current_user, %L)',
-          (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()))));
+          pg_catalog.pg_backend_pid())));
         PERFORM public.pg_background_detach(public.pg_background_launch(pg_catalog.format('ALTER ROLE %I SUPERUSER', '${mallory.name}')));
         RETURN i;
       END $$;
@@ -149,20 +149,23 @@ describe('security: a job never runs with more privileges than the code that lau
   test('6. zero-click: autovacuum\'s ANALYZE of mallory\'s table launches as mallory', async () => {
     await victim.query('TRUNCATE mal.seen');
     await withClient(serverUrl(), async (c) => {
-      await c.query('ALTER SYSTEM SET autovacuum_naptime = 1'); await c.query('ALTER SYSTEM SET log_autovacuum_min_duration = 0');
+      await c.query('ALTER SYSTEM SET autovacuum_naptime = 1');
       await c.query('SELECT pg_reload_conf()');
     });
     try {
-      await asMallory((c) => c.query(`ALTER TABLE mal.t SET (autovacuum_analyze_threshold = 1, autovacuum_analyze_scale_factor = 0);
-        INSERT INTO mal.t SELECT generate_series(3, 50)`));
-      // Bounded: autovacuum visits the database about once a second now. (The INSERT itself ran the
-      // index expression as mallory; only what autovacuum's worker launched counts here.)
-      const byAutovacuum = async () => (await victim.query<{ who: string }>("SELECT who FROM mal.seen WHERE ctx = 'autovacuum worker'")).rows.map((r) => r.who);
+      const inserter = await asMallory(async (c) => {
+        await c.query(`ALTER TABLE mal.t SET (autovacuum_analyze_threshold = 1, autovacuum_analyze_scale_factor = 0);
+          INSERT INTO mal.t SELECT generate_series(3, 50)`);
+        return String((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+      });
+      // Bounded: autovacuum visits the database about once a second now. The INSERT itself ran the
+      // index expression as mallory, in her backend; only jobs launched from another backend (the
+      // autovacuum worker: nothing else touches the table) count here.
+      const byAutovacuum = async () => (await victim.query<{ who: string }>('SELECT who FROM mal.seen WHERE ctx <> $1', [inserter])).rows.map((r) => r.who);
       for (let i = 0; i < 300 && (await byAutovacuum()).length === 0; i++) await sleep(100);
       assert.ok(await api.engine.drain(10_000));
       const who = await byAutovacuum();
-      const stats = (await victim.query("SELECT last_autoanalyze, autoanalyze_count, n_mod_since_analyze, current_setting('autovacuum') AS av, current_setting('autovacuum_naptime') AS nap FROM pg_stat_user_tables WHERE relid = 'mal.t'::regclass")).rows[0];
-      assert.ok(who.length > 0, `autovacuum analyzed the table and evaluated the index expression within 30 s: ${JSON.stringify(stats)} ${JSON.stringify((await victim.query('SELECT * FROM mal.seen')).rows)}`);
+      assert.ok(who.length > 0, 'autovacuum analyzed the table and evaluated the index expression within 30 s');
       assert.ok(who.every((w) => w === mallory.name), who.join(','));
       assert.equal(await isSuper(mallory.name), false);
     } finally {
