@@ -4,13 +4,14 @@
  * where the API is installed. Worker credentials come from `logins` (role →
  * connection URL): one login per role, never a fallback to another.
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Engine } from '../../src/index.js';
 import { install } from '../../src/install/install.js';
 import { RoleKeys } from '../../src/server/role-keys.js';
 import { roleOfLogin, SqlApiHandler } from '../../src/server/sql-api-handler.js';
 import { startWireServer, type WireServer } from '../../src/server/wire.js';
-import { serverUrl } from './db.js';
+import { serverUrl, urlFor, withClient } from './db.js';
 import { testLogger } from './engine.js';
 
 export interface TestApi {
@@ -31,10 +32,35 @@ export function adminConfig(database: string): pg.ClientConfig {
   return { host: u.hostname, port: Number(u.port), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database };
 }
 
-/** Starts an endpoint and (unless `install` is false) installs the API in the database of `adminUrl`, as that login. */
+/** True when the suite runs as on managed PostgreSQL: a non-superuser admin installs (PGBG_TEST_MANAGED=1). */
+export const MANAGED = process.env.PGBG_TEST_MANAGED === '1';
+
+/**
+ * As a provider's admin role is: LOGIN CREATEROLE, owner of the database, dblink created
+ * beforehand by a superuser, USAGE on dblink_fdw — and no superuser.
+ */
+async function managedAdmin(database: string): Promise<{ name: string; url: string; config: (db: string) => pg.ClientConfig }> {
+  const name = `pgbg_admin_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  // (pgbackground_role is shared by the cluster: the admin that first installed made it and may grant it;
+  // each test file's admin here is another role, so it is given that right as the first one had it.)
+  await withClient(serverUrl(), (c) => c.query(`CREATE ROLE ${name} LOGIN CREATEROLE PASSWORD '${password}'; ALTER DATABASE ${database} OWNER TO ${name};
+    DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgbackground_role') THEN GRANT pgbackground_role TO ${name} WITH ADMIN OPTION; END IF; END $$`));
+  await withClient(urlFor(database), (c) => c.query(`CREATE EXTENSION IF NOT EXISTS dblink; GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO ${name}`));
+  const url = urlFor(database, { name, password });
+  return { name, url, config: (db) => ({ ...adminConfig(db), user: name, password }) };
+}
+
+/**
+ * Starts an endpoint and (unless `install` is false) installs the API in the database of
+ * `adminUrl` — as that login, or with MANAGED as a non-superuser admin, which then gives the
+ * superuser of `adminUrl` access (as an admin would for any role).
+ */
 export async function startTestApi(adminUrl: string, options: { admin?: (database: string) => pg.ClientConfig; install?: boolean } = {}): Promise<TestApi> {
   const engine = new Engine({ logger: testLogger() });
-  const keys = new RoleKeys(options.admin ?? adminConfig, testLogger());
+  const database = decodeURIComponent(new URL(adminUrl).pathname.slice(1));
+  const managed = MANAGED && options.install !== false ? await managedAdmin(database) : undefined;
+  const keys = new RoleKeys(options.admin ?? managed?.config ?? adminConfig, testLogger());
   const logins = new Map<string, string>();
   const admin = new URL(adminUrl);
   logins.set(decodeURIComponent(admin.username), adminUrl);
@@ -63,10 +89,15 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
     },
   });
   if (options.install !== false) {
-    const client = new pg.Client({ connectionString: adminUrl });
+    const client = new pg.Client({ connectionString: managed?.url ?? adminUrl });
     await client.connect();
     try {
       await install(client, { endpoint: { host: '127.0.0.1', port: server.port } });
+      if (managed) {
+        const su = decodeURIComponent(new URL(adminUrl).username);
+        const ok = (await client.query('SELECT grant_pg_background_privileges($1) AS ok', [su])).rows[0].ok;
+        if (!ok) throw new Error(`the admin could not give ${su} access`);
+      }
     } finally {
       await client.end();
     }
@@ -77,6 +108,11 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
       await server.close();
       await engine.close();
       await keys.close();
+      // The admin owns the database (dropped with it by the caller) and the API's objects in it.
+      if (managed) {
+        await withClient(urlFor(database), (c) => c.query(`ALTER DATABASE ${database} OWNER TO CURRENT_USER; REASSIGN OWNED BY ${managed.name} TO CURRENT_USER; DROP OWNED BY ${managed.name}`));
+        await withClient(serverUrl(), (c) => c.query(`DROP ROLE ${managed.name}`)).catch(() => undefined);
+      }
     },
   };
 }
