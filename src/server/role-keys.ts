@@ -34,7 +34,8 @@ const KEY_SQL = `SELECT k.role_oid::int8 AS role_oid, r.rolname, r.rolcanlogin, 
  WHERE k.role_oid = $1
    AND EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m WHERE m.umuser = k.role_oid AND m.srvname = 'pgbg')`;
 
-const BACKEND_SQL = `SELECT pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS backend_start FROM pg_catalog.pg_stat_activity a
+// application_name is one of the columns pg_stat_activity shows every role, for every backend.
+const BACKEND_SQL = `SELECT a.application_name FROM pg_catalog.pg_stat_activity a
   WHERE a.pid = $1 AND a.datname = pg_catalog.current_database()`;
 
 export class RoleKeys {
@@ -79,14 +80,10 @@ export class RoleKeys {
     return this.read(database, roleOid);
   }
 
-  /**
-   * The start time of a backend of `database` as PostgreSQL reports it: undefined
-   * when there is no such backend, null when the admin login may not see it.
-   */
-  async backendStart(database: string, pid: number): Promise<string | null | undefined> {
+  /** The application_name of a backend of `database` now; undefined when there is no such backend. */
+  async backendApplicationName(database: string, pid: number): Promise<string | undefined> {
     const { rows } = await this.#query(database, BACKEND_SQL, [pid]);
-    if (rows.length === 0) return undefined;
-    return (rows[0] as { backend_start: string | null }).backend_start;
+    return (rows[0] as { application_name: string | null } | undefined)?.application_name ?? undefined;
   }
 
   async close(): Promise<void> {

@@ -163,12 +163,15 @@ export class SqlApiHandler implements WireHandler {
     if (conn.state.has('caller')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
     const key = await this.#keys.current(conn.database, roleOid);
     if (!key || !proofIsValid(signed, req.nonce, key.proofKey)) throw badProof();
-    // The backend must exist in this database; its start time, where the server may see it, must match.
-    const seen = await this.#keys.backendStart(conn.database, req.backend_pid);
-    if (seen === undefined || (seen !== null && req.backend_start !== null && seen !== req.backend_start)) {
-      throw new PgbgError(SqlState.invalidAuthorization, `no backend with PID ${req.backend_pid} in database "${conn.database}" started at the time claimed`);
+    // The hello comes from that backend: while it waits for the answer, the backend shows the
+    // connection's nonce as its application_name (which only code running in it can set).
+    const shown = await this.#keys.backendApplicationName(conn.database, req.backend_pid);
+    if (shown !== `pgbg hello ${req.nonce}`) {
+      throw new PgbgError(SqlState.invalidAuthorization, `the hello does not come from backend ${req.backend_pid} of database "${conn.database}"`);
     }
-    const sessionKey = `${conn.database}\u0000${req.backend_pid}\u0000${seen ?? req.backend_start ?? ''}`;
+    // A backend's connections all close when it ends, and its session with them: a later backend
+    // given the same pid starts a new one.
+    const sessionKey = `${conn.database}\u0000${req.backend_pid}`;
     let entry = this.#sessions.get(sessionKey);
     if (!entry) {
       entry = { session: this.#engine.session({ connection: { database: conn.database } }), connections: 0 };

@@ -34,8 +34,6 @@ export const Request = z.discriminatedUnion('op', [
     /** Chosen by the caller's backend for this connection; every proof on it is bound to it. */
     nonce: z.string().regex(/^[0-9a-f]{32}$/),
     backend_pid: z.number().int(),
-    /** As the caller's backend sees it (null when its current role may not see its own backend's start). */
-    backend_start: z.string().min(1).nullable().default(null),
   }),
   z.object({
     op: z.enum(['launch', 'submit']),

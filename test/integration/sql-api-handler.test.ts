@@ -28,9 +28,10 @@ describe('SQL API requests through dblink', () => {
   const call = async <T extends pg.QueryResultRow>(request: object, coldefs: string) =>
     (await caller.query<T>(`SELECT * FROM dblink('hand', $1) AS t(${coldefs})`, [signed(request)])).rows;
   const exec = async (request: object) => (await caller.query('SELECT dblink_exec($1, $2) AS tag', ['hand', signed(request)])).rows[0].tag as string;
+  /** A hello as the SQL API sends it: the backend shows `pgbg hello <nonce>` as its application_name meanwhile. */
   const hello = async (c: pg.Client) => {
-    const me = await c.query("SELECT pg_backend_pid() AS pid, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS st FROM pg_stat_activity WHERE pid = pg_backend_pid()");
-    return { op: 'hello', nonce, backend_pid: me.rows[0].pid, backend_start: me.rows[0].st };
+    await c.query('SET application_name = $1'.replace('$1', `'pgbg hello ${nonce}'`));
+    return { op: 'hello', nonce, backend_pid: (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid };
   };
 
   before(async () => {
@@ -53,13 +54,16 @@ describe('SQL API requests through dblink', () => {
     await assert.rejects(call({ op: 'list' }, 'pid int'), /before hello/);
   });
 
-  test('hello binds the connection to the caller backend, once; a hello for a backend that does not exist is refused', async () => {
+  test('hello binds the connection to the caller backend, once; a hello for another backend, or one that does not exist, is refused', async () => {
     const other = new pg.Client({ connectionString: db.url });
     await other.connect();
     try {
       await other.query("SELECT dblink_connect('hand', 'pgbg')");
       const fake = { ...(await hello(other)), backend_pid: 1 };
-      await assert.rejects(other.query('SELECT dblink_exec($1, $2)', ['hand', signed(fake)]), { code: '28000', message: /no backend with PID 1/ });
+      await assert.rejects(other.query('SELECT dblink_exec($1, $2)', ['hand', signed(fake)]), { code: '28000', message: /does not come from backend 1 / });
+      // Claiming the caller's backend from another one: its application_name does not show the nonce.
+      const claim = { ...(await hello(other)), backend_pid: (await caller.query('SELECT pg_backend_pid() AS pid')).rows[0].pid };
+      await assert.rejects(other.query('SELECT dblink_exec($1, $2)', ['hand', signed(claim)]), { code: '28000', message: /does not come from backend/ });
     } finally {
       await other.end();
     }

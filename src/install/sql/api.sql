@@ -63,6 +63,7 @@ DECLARE
   existing pg_catalog.text;
   nonce pg_catalog.text;
   doubled pg_catalog.bool := false;
+  app pg_catalog.text;
 BEGIN
   SELECT m.umuser, m.umoptions INTO me FROM pg_catalog.pg_user_mappings m
    WHERE m.srvname = 'pgbg' AND m.usename OPERATOR(pg_catalog.=) CURRENT_USER;
@@ -91,10 +92,14 @@ BEGIN
     nonce := pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', '');
     conn := prefix || nonce;
     PERFORM @dblink@.dblink_connect(conn, 'pgbg');
-    PERFORM @dblink@.dblink_exec(conn, pgbg_private.sign(secret, nonce, pg_catalog.json_build_object(
-      'op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid(),
-      'backend_start', (SELECT pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
-                          FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()))::pg_catalog.text));
+    -- Only code running in this backend can set its application_name, which pg_stat_activity shows
+    -- to everyone: the server reads it during the hello, so a hello cannot claim another backend.
+    -- (Set for the transaction and put back at once: the caller's own name returns at its end too.)
+    app := pg_catalog.current_setting('application_name');
+    PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || nonce, true);
+    PERFORM @dblink@.dblink_exec(conn, pgbg_private.sign(secret, nonce,
+      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text));
+    PERFORM pg_catalog.set_config('application_name', app, true);
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
     PERFORM pgbg_private.settle(conn);
