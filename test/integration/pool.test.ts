@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { openFixture, sleep, type Fixture } from '../helpers/engine.js';
+import { openFixture, sleep, testLogger, type Fixture } from '../helpers/engine.js';
+import { makeLogin } from '../../src/workers/pool.js';
 import { Engine, type Handle, type PgbgError, type Session } from '../../src/index.js';
 
 type TestDb = Awaited<ReturnType<typeof createTestDatabase>>;
@@ -85,6 +86,22 @@ describe('pool: warm reuse', () => {
   after(async () => {
     await fx?.close();
     await db.drop();
+  });
+
+  test('a login that must be a given role (by OID) refuses a connection whose session user is another role', async () => {
+    const engine = new Engine({ logger: testLogger() });
+    try {
+      const oid = Number((await withClient(db.url, (c) => c.query('SELECT oid FROM pg_roles WHERE rolname = current_user'))).rows[0].oid);
+      const session = engine.session({ connection: db.url });
+      const right = makeLogin(db.url, { roleOid: oid });
+      const h = await session.launch('SELECT 1', { login: right });
+      assert.deepEqual((await session.result(h)).rows, [{ '?column?': 1 }]);
+      // As if the role had been renamed and its old name given to another role: the login's name now reaches someone else.
+      const wrong = makeLogin(db.url, { roleOid: oid + 1 });
+      await assert.rejects(session.launch('SELECT 1', { login: wrong }), { code: '28000', message: /no longer the role it was granted to/ });
+    } finally {
+      await engine.close();
+    }
   });
 
   test('sequential launch+result cycles in one session reuse one connection', async () => {

@@ -268,6 +268,30 @@ describe('security: a job never runs with more privileges than the code that lau
     assert.deepEqual((await victim.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 5')) AS (x int)")).rows, [{ x: 5 }]);
   });
 
+  test('the grant helper shows no secret, even when asked to print its commands; granting again renews the secret', async () => {
+    const notices: string[] = [];
+    const onNotice = (n: { message?: string }) => notices.push(n.message ?? '');
+    victim.on('notice', onNotice);
+    const secretOf = () => asMallory(async (c) =>
+      (await c.query("SELECT substr(o, 10) AS s FROM pg_user_mappings m, unnest(m.umoptions) o WHERE m.srvname = 'pgbg' AND m.usename = current_user AND o LIKE 'password=%'")).rows[0].s as string);
+    try {
+      const before = await secretOf();
+      assert.equal((await victim.query('SELECT grant_pg_background_privileges($1, true) AS ok', [mallory.name])).rows[0].ok, true);
+      const after = await secretOf();
+      assert.notEqual(after, before, 'a new secret');
+      assert.ok(notices.some((m) => m.includes('CREATE USER MAPPING')), notices.join(' | '));
+      assert.ok(notices.every((m) => !m.includes(after) && !m.includes(before)), 'no notice holds a secret');
+      // The old secret stops working at once: a request made with it is refused on a fresh connection.
+      await asMallory(async (c) => {
+        assert.deepEqual((await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 3')) AS (x int)")).rows, [{ x: 3 }]);
+        const oid = (await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
+        await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['old', `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${oid} password=${before}`]), { code: '08001' });
+      });
+    } finally {
+      victim.off('notice', onNotice);
+    }
+  });
+
   test('a connection mallory planted under the victim\'s name is dropped, not used', async () => {
     await victim.query("SELECT pg_background_detach(pg_background_launch('SELECT 1'))");
     const victimOid = (await victim.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
