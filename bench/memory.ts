@@ -150,9 +150,11 @@ async function cycle(round: number, clients: pg.Client[], admin: pg.Client, samp
 export async function runMemory(server: ServerUnderTest, admin: pg.Client, config: MemoryConfig, rssAtReady: number): Promise<MemoryResult> {
   const roles = Array.from({ length: config.roles }, (_, i) => ({ name: `pgbg_bench_mem_${i + 1}`, password: randomBytes(12).toString('hex') }));
   for (const r of roles) {
+    // A role of an earlier run holds a user mapping (its pgbg secret): revoked before the role goes.
+    await admin.query(`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r.name}') THEN PERFORM revoke_pg_background_privileges('${r.name}'); END IF; END $$`);
     await admin.query(`DROP ROLE IF EXISTS ${r.name}`);
     await admin.query(`CREATE ROLE ${r.name} LOGIN PASSWORD '${r.password}'`);
-    await admin.query(`GRANT pgbackground_role TO ${r.name}`);
+    await admin.query('SELECT grant_pg_background_privileges($1)', [r.name]);
   }
   const clients = roles.map(
     (r) => new pg.Client({ host: server.host, port: server.port, database: server.database, user: r.name, password: r.password, query_timeout: config.queryTimeoutMs }),
