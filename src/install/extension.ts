@@ -9,7 +9,7 @@
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  API_REVISION, apiScript, EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_SCHEMA, EXTENSION_FDW, FOREIGN_SERVER, literal, type Endpoint,
+  API_REVISION, apiScript, EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_GRANTS, EXTENSION_DBLINK_SCHEMA, EXTENSION_FDW, FOREIGN_SERVER, literal, type Endpoint,
 } from './install.js';
 
 export const EXTENSION_NAME = 'pg_background';
@@ -22,6 +22,7 @@ export async function extensionScript(endpoint: Endpoint): Promise<string> {
     'REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC;',
     EXTENSION_DBLINK_BINDINGS,
     await apiScript({ schema: '@extschema@', dblink: EXTENSION_DBLINK_SCHEMA }),
+    EXTENSION_DBLINK_GRANTS,
     `DO $$ BEGIN
   EXECUTE pg_catalog.format('CREATE SERVER ${FOREIGN_SERVER} FOREIGN DATA WRAPPER ${EXTENSION_FDW} OPTIONS (host %L, port %L, dbname %L)',
     ${literal(endpoint.host)}, ${literal(String(endpoint.port))}, pg_catalog.current_database());

@@ -30,8 +30,8 @@ export interface InstallOptions {
 export interface InstallReport {
   /** False: it was up to date (only the endpoint was updated). */
   installed: boolean;
-  /** Set when an API made by an earlier pgbg was replaced. */
-  upgradedFrom?: 'migrations';
+  /** Set when an API made by an earlier pgbg was replaced: its migrations chain, or its revision. */
+  upgradedFrom?: string;
   schema: string;
 }
 
@@ -51,37 +51,47 @@ export const EXTENSION_FDW = 'pgbg_fdw';
  * dblink_fdw is (dblink reads the server's and mapping's options whatever the wrapper).
  */
 export const EXTENSION_DBLINK_BINDINGS = `
-CREATE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
   AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
   AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
+CREATE OR REPLACE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
   AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
   AS '$libdir/dblink', 'dblink_send_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
   AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
   AS '$libdir/dblink', 'dblink_is_busy' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
   AS '$libdir/dblink', 'dblink_cancel_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
   AS '$libdir/dblink', 'dblink_error_message' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE FUNCTION pgbg_private.dblink_fdw_validator(text[], oid) RETURNS void
+CREATE OR REPLACE FUNCTION pgbg_private.dblink_fdw_validator(text[], oid) RETURNS void
   AS '$libdir/dblink', 'dblink_fdw_validator' LANGUAGE C STRICT PARALLEL SAFE;
-CREATE FOREIGN DATA WRAPPER ${EXTENSION_FDW} VALIDATOR pgbg_private.dblink_fdw_validator;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper WHERE fdwname = '${EXTENSION_FDW}') THEN
+    CREATE FOREIGN DATA WRAPPER ${EXTENSION_FDW} VALIDATOR pgbg_private.dblink_fdw_validator;
+  END IF;
+END $$;
 `;
 const DBLINK_FUNCTIONS = [
   'dblink_connect(text, text)', 'dblink_disconnect(text)', 'dblink_get_connections()', 'dblink(text, text)', 'dblink_exec(text, text)',
   'dblink_send_query(text, text)', 'dblink_get_result(text)', 'dblink_get_result(text, bool)', 'dblink_is_busy(text)',
   'dblink_cancel_query(text)', 'dblink_error_message(text)',
 ];
+
+/**
+ * After the API script (which revokes everything in pgbg_private from PUBLIC): the
+ * wrappers run as their callers, so the members call the bound dblink functions.
+ */
+export const EXTENSION_DBLINK_GRANTS = `GRANT EXECUTE ON FUNCTION ${DBLINK_FUNCTIONS.map((f) => `pgbg_private.${f}`).join(', ')} TO pgbackground_role;`;
 
 /** Every object the API creates in its schema, for uninstall. */
 const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress'];
@@ -138,24 +148,33 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
       await client.query('COMMIT');
       return { installed: false, schema: schemaName };
     }
+    const upgrading = state.legacy || state.revision !== undefined;
     const hadAccess = state.legacy ? await rolesWithAccess(client) : [];
+    // An earlier revision's keys survive its replacement: the roles keep their secrets.
+    if (state.revision !== undefined) await client.query('CREATE TEMP TABLE pgbg_kept_keys ON COMMIT DROP AS SELECT * FROM pgbg_private.role_keys');
+    if (upgrading) await dropPrivateObjects(client, extension !== undefined);
     if (extension !== undefined) {
-      await replaceExtensionInternals(client, extension, state.legacy);
+      await client.query(EXTENSION_DBLINK_BINDINGS);
+      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: EXTENSION_DBLINK_SCHEMA }));
+      await client.query(EXTENSION_DBLINK_GRANTS);
+      await createForeignServer(client, EXTENSION_FDW, options.endpoint);
     } else {
-      if (state.legacy) await client.query('DROP SCHEMA pgbg_private CASCADE');
       const dblink = await dblinkSchema(client);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
-      await client.query('CREATE SCHEMA pgbg_private');
+      await client.query('CREATE SCHEMA IF NOT EXISTS pgbg_private');
       await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
       await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: quoteIdent(dblink) }));
       await createForeignServer(client, 'dblink_fdw', options.endpoint);
-      await recordInstall(client, schemaName);
     }
+    await recordInstall(client, schemaName);
+    if (state.revision !== undefined) await client.query('INSERT INTO pgbg_private.role_keys SELECT * FROM pg_temp.pgbg_kept_keys');
+    if (extension !== undefined) await adoptIntoExtension(client);
     await storeSettingDefaults(client);
     await grantAccess(client, schemaName, hadAccess);
     await setServer(client, options.endpoint);
     await client.query('COMMIT');
-    return { installed: true, ...(state.legacy ? { upgradedFrom: 'migrations' as const } : {}), schema: schemaName };
+    const upgradedFrom = state.legacy ? { upgradedFrom: 'migrations' as const } : state.revision !== undefined ? { upgradedFrom: state.revision } : {};
+    return { installed: true, ...upgradedFrom, schema: schemaName };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -215,7 +234,7 @@ async function createForeignServer(client: pg.ClientBase, fdw: string, endpoint:
   try {
     const db = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
     await client.query(
-      `CREATE SERVER ${FOREIGN_SERVER} FOREIGN DATA WRAPPER ${quoteIdent(fdw)} OPTIONS (host ${literal(endpoint.host)}, port ${literal(String(endpoint.port))}, dbname ${literal(db)})`,
+      `CREATE SERVER IF NOT EXISTS ${FOREIGN_SERVER} FOREIGN DATA WRAPPER ${quoteIdent(fdw)} OPTIONS (host ${literal(endpoint.host)}, port ${literal(String(endpoint.port))}, dbname ${literal(db)})`,
     );
     await client.query('RELEASE SAVEPOINT pgbg_server');
   } catch (err) {
@@ -233,28 +252,29 @@ async function createForeignServer(client: pg.ClientBase, fdw: string, endpoint:
 }
 
 /**
- * An API made with CREATE EXTENSION: its objects must stay the extension's. An earlier
- * pgbg's private objects leave the extension and go; the baseline's are made and adopted.
+ * An earlier install's private objects go (its functions and tables; the schema, dblink's bound
+ * C functions and the extension's foreign-data wrapper stay, or the user mappings would go with
+ * them). For CREATE EXTENSION, each leaves the extension first.
  */
-async function replaceExtensionInternals(client: pg.ClientBase, schemaName: string, legacy: boolean): Promise<void> {
-  if (legacy) {
-    const members = await client.query<{ what: string }>(
-      `SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what
-         FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-        WHERE e.extname = 'pg_background' AND d.deptype = 'e'
-          AND ((d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = 'pgbg_private'::regnamespace))
-            OR (d.classid = 'pg_catalog.pg_class'::regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = 'pgbg_private'::regnamespace))
-            OR (d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = 'pgbg_private'::regnamespace))`,
-    );
-    for (const m of members.rows) await client.query(`ALTER EXTENSION pg_background DROP ${m.what}`);
-    await client.query('DROP SCHEMA pgbg_private CASCADE');
+async function dropPrivateObjects(client: pg.ClientBase, extension: boolean): Promise<void> {
+  const objects = await client.query<{ what: string; drop: string; member: boolean }>(
+    `SELECT pg_catalog.pg_describe_object(o.classid, o.objid, 0) AS what, o.drop,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e') AS member
+       FROM (SELECT 'pg_catalog.pg_proc'::regclass AS classid, p.oid AS objid, 'DROP FUNCTION ' || p.oid::regprocedure::text AS drop
+               FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pgbg_private'::regnamespace
+                AND p.prolang <> (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'c')
+             UNION ALL
+             SELECT 'pg_catalog.pg_class'::regclass, c.oid, 'DROP TABLE ' || c.oid::regclass::text
+               FROM pg_catalog.pg_class c WHERE c.relnamespace = 'pgbg_private'::regnamespace AND c.relkind = 'r') o`,
+  );
+  for (const o of objects.rows) {
+    if (extension && o.member) await client.query(`ALTER EXTENSION pg_background DROP ${o.what}`);
+    await client.query(o.drop);
   }
-  await client.query('CREATE SCHEMA pgbg_private');
-  await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
-  await client.query(EXTENSION_DBLINK_BINDINGS);
-  await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: EXTENSION_DBLINK_SCHEMA }));
-  await createForeignServer(client, EXTENSION_FDW, { host: '127.0.0.1', port: 1 });
-  await recordInstall(client, schemaName);
+}
+
+/** Objects of the API made outside an extension script join the extension (so DROP EXTENSION takes them). */
+async function adoptIntoExtension(client: pg.ClientBase): Promise<void> {
   const loose = await client.query<{ what: string }>(
     `SELECT pg_catalog.pg_describe_object(classid, objid, 0) AS what FROM (
        SELECT 'pg_catalog.pg_namespace'::regclass AS classid, 'pgbg_private'::regnamespace::oid AS objid
@@ -272,9 +292,11 @@ async function replaceExtensionInternals(client: pg.ClientBase, schemaName: stri
 
 /** Roles that could use an earlier install: they keep access through the upgrade. */
 async function rolesWithAccess(client: pg.ClientBase): Promise<string[]> {
+  // Members through other roles too: they could launch before.
   const { rows } = await client.query<{ rolname: string }>(
-    `SELECT r.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
-      WHERE m.roleid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') ORDER BY 1`,
+    `SELECT r.rolname FROM pg_catalog.pg_roles r
+      WHERE r.rolname <> 'pgbackground_role' AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+        AND pg_catalog.pg_has_role(r.oid, 'pgbackground_role', 'MEMBER') ORDER BY 1`,
   );
   return rows.map((r) => r.rolname);
 }
@@ -393,4 +415,3 @@ export function literal(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-export { DBLINK_FUNCTIONS };

@@ -54,12 +54,15 @@ $function$;
 
 CREATE OR REPLACE FUNCTION pgbg_private.hmac(key bytea, msg bytea)
  RETURNS bytea
- LANGUAGE sql
+ LANGUAGE plpgsql
  IMMUTABLE STRICT
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  SELECT pg_catalog.sha256(pgbg_private.pad64(k, 92) || pg_catalog.sha256(pgbg_private.pad64(k, 54) || msg))
-    FROM (SELECT CASE WHEN pg_catalog.length(key) > 64 THEN pg_catalog.sha256(key) ELSE key END AS k) s
-$function$;
+DECLARE
+  k pg_catalog.bytea := CASE WHEN length(key) > 64 THEN sha256(key) ELSE key END;
+BEGIN
+  RETURN sha256(pgbg_private.pad64(k, 92) || sha256(pgbg_private.pad64(k, 54) || msg));
+END $function$;
 -- privileges: {<installer>=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.issue_secret(role_oid oid)
@@ -132,14 +135,18 @@ $function$;
 
 CREATE OR REPLACE FUNCTION pgbg_private.pad64(key bytea, pad integer)
  RETURNS bytea
- LANGUAGE sql
+ LANGUAGE plpgsql
  IMMUTABLE STRICT
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  SELECT pg_catalog.decode(pg_catalog.string_agg(pg_catalog.lpad(pg_catalog.to_hex(
-           (CASE WHEN i OPERATOR(pg_catalog.<) pg_catalog.length(key) THEN pg_catalog.get_byte(key, i) ELSE 0 END) OPERATOR(pg_catalog.#) pad), 2, '0'),
-           '' ORDER BY i), 'hex')
-    FROM pg_catalog.generate_series(0, 63) AS i
-$function$;
+DECLARE
+  out pg_catalog.bytea := decode(repeat('00', 64), 'hex');
+BEGIN
+  FOR i IN 0..63 LOOP
+    out := set_byte(out, i, (CASE WHEN i < length(key) THEN get_byte(key, i) ELSE 0 END) # pad);
+  END LOOP;
+  RETURN out;
+END $function$;
 -- privileges: {<installer>=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.raise_notices(pid integer)
@@ -163,6 +170,7 @@ END $function$;
 CREATE OR REPLACE FUNCTION pgbg_private.request(body text)
  RETURNS text[]
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   me record;
@@ -203,50 +211,63 @@ BEGIN
     PERFORM "public".dblink_connect(conn, 'pgbg');
     -- Only code running in this backend can set its application_name, which pg_stat_activity shows
     -- to everyone: the server reads it during the hello, so a hello cannot claim another backend.
+    -- It shows (half of) the nonce's hash, as application_name holds 63 bytes: a role watching
+    -- pg_stat_activity cannot say hello with it.
     -- (Set for the transaction and put back at once: the caller's own name returns at its end too.)
     app := pg_catalog.current_setting('application_name');
-    PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || nonce, true);
-    PERFORM "public".dblink_exec(conn, pgbg_private.sign(secret, nonce,
-      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text));
+    PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(nonce, 'UTF8')), 'hex'), 32), true);
+    PERFORM "public".dblink_exec(conn, (pgbg_private.sign(secret, nonce,
+      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text))[1]);
     PERFORM pg_catalog.set_config('application_name', app, true);
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
     PERFORM pgbg_private.settle(conn);
   END IF;
-  RETURN ARRAY[conn, pgbg_private.sign(secret, nonce, body)];
+  RETURN ARRAY[conn] || pgbg_private.sign(secret, nonce, body);
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.result_rows_query(r text[], pid integer, cookie bigint)
  RETURNS text
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   conn pg_catalog.text := r[1];
   coldefs pg_catalog.text;
   pending pg_catalog.int4;
   inline pg_catalog.bool;
+  columns pg_catalog.text;
+  mac pg_catalog.text;
 BEGIN
   IF "public".dblink_send_query(conn, r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = "public".dblink_error_message(conn);
   END IF;
   -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text; columns are named by position.
-  SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', t.position,
+  SELECT string_agg(format('c%s %s', t.position,
            CASE WHEN ty.oid IS NULL OR ty.typtype = 'p' THEN 'pg_catalog.text'
-                ELSE pg_catalog.quote_ident(ns.nspname) || '.' || pg_catalog.quote_ident(ty.typname) END),
-           ', ' ORDER BY t.position), max(t.notices), COALESCE(bool_and(t.inline), false)
-    INTO coldefs, pending, inline
-    FROM "public".dblink_get_result(conn) AS t(position pg_catalog.int4, name pg_catalog.text, type_oid pg_catalog.oid, notices pg_catalog.int4, inline pg_catalog.bool)
-    LEFT JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) t.type_oid
-    LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) ty.typnamespace;
-  PERFORM pg_catalog.set_config('pgbg.notices_pending', pending::pg_catalog.text, true);
-  IF inline THEN
-    RETURN pg_catalog.format('SELECT * FROM "public".dblink_get_result(%L) AS t(%s)', conn, coldefs);
+                ELSE quote_ident(ns.nspname) || '.' || quote_ident(ty.typname) END),
+           ', ' ORDER BY t.position), max(t.notices), COALESCE(bool_and(t.inline), false),
+         string_agg(t.position::text || ':' || t.type_oid::text, ',' ORDER BY t.position), max(t.mac)
+    INTO coldefs, pending, inline, columns, mac
+    FROM "public".dblink_get_result(conn) AS t(position int4, name text, type_oid oid, notices int4, inline bool, mac text)
+    LEFT JOIN pg_type ty ON ty.oid = t.type_oid
+    LEFT JOIN pg_namespace ns ON ns.oid = ty.typnamespace;
+  -- The column types decide what code decoding the rows runs: they must be the server's, not those
+  -- of a connection put in this one's place (see the security model in the README).
+  IF mac IS DISTINCT FROM encode(sha256(decode(r[3], 'hex') || convert_to(columns || ';' || pending || ';' || CASE WHEN inline THEN 't' ELSE 'f' END, 'UTF8')), 'hex') THEN
+    PERFORM "public".dblink_disconnect(conn);
+    RAISE EXCEPTION 'the answer on connection "%" did not come from the pgbg server', conn USING ERRCODE = 'protocol_violation',
+      DETAIL = 'Code running in this backend replaced the connection; it was dropped, and the next call opens a new one.';
   END IF;
-  PERFORM * FROM "public".dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
-  RETURN pg_catalog.format('SELECT * FROM "public".dblink(%L, %L) AS t(%s)', conn,
-    (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::pg_catalog.text))[2], coldefs);
+  PERFORM set_config('pgbg.notices_pending', pending::text, true);
+  IF inline THEN
+    RETURN format('SELECT * FROM "public".dblink_get_result(%L) AS t(%s)', conn, coldefs);
+  END IF;
+  PERFORM * FROM "public".dblink_get_result(conn) AS t(x text);  -- the answer's end
+  RETURN format('SELECT * FROM "public".dblink(%L, %L) AS t(%s)', conn,
+    (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::text))[2], coldefs);
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -256,6 +277,9 @@ CREATE OR REPLACE FUNCTION pgbg_private.settle(conn text)
  SET client_min_messages TO 'warning'
 AS $function$
 BEGIN
+  IF NOT conn = ANY (COALESCE("public".dblink_get_connections(), '{}')) THEN
+    RETURN;  -- dropped (an answer that did not come from the server)
+  END IF;
   IF "public".dblink_is_busy(conn) = 1 THEN
     PERFORM "public".dblink_cancel_query(conn);
   ELSE
@@ -280,17 +304,19 @@ END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.sign(secret text, nonce text, body text)
- RETURNS text
+ RETURNS text[]
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   seq pg_catalog.text := pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::pg_catalog.int8::pg_catalog.text;
-  key pg_catalog.bytea := pg_catalog.decode(secret, 'hex');
-  mac pg_catalog.bytea := pg_catalog.sha256(pg_catalog.sha256(key) || pg_catalog.convert_to(nonce || ' ' || seq || ' ' || body, 'UTF8'));
+  key pg_catalog.bytea := pg_catalog.sha256(pg_catalog.decode(secret, 'hex'));
+  mac pg_catalog.bytea := pg_catalog.sha256(key || pg_catalog.convert_to(nonce || ' ' || seq || ' ' || body, 'UTF8'));
 BEGIN
-  RETURN 'pgbg1 ' || seq || ' '
-    || ((('x' || secret)::pg_catalog.bit(256)) OPERATOR(pg_catalog.#) (('x' || pg_catalog.encode(mac, 'hex'))::pg_catalog.bit(256)))::pg_catalog.text
-    || E'\n' || body;
+  RETURN ARRAY['pgbg1 ' || seq || ' '
+    || ((('x' || secret)::pg_catalog.bit(256)) # (('x' || pg_catalog.encode(mac, 'hex'))::pg_catalog.bit(256)))::pg_catalog.text
+    || E'\n' || body,
+    pg_catalog.encode(pg_catalog.sha256(key || pg_catalog.convert_to('answer ' || nonce || ' ' || seq, 'UTF8')), 'hex')];
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 

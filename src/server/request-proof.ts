@@ -39,6 +39,21 @@ export function proofIsValid(request: SignedRequest, nonce: string, proofKey: Bu
   return timingSafeEqual(createHash('sha256').update(secret).digest(), proofKey);
 }
 
+/**
+ * Vouches for an answer: sha256(answerKey || text), where answerKey =
+ * sha256(proofKey || "answer <nonce> <seq>"). Only the server and the role
+ * (which can compute its proof key from its secret) know the answer key.
+ */
+export function answerMac(proofKey: Buffer, nonce: string, seq: bigint, text: string): string {
+  const answerKey = createHash('sha256').update(proofKey).update(`answer ${nonce} ${seq}`, 'utf8').digest();
+  return createHash('sha256').update(answerKey).update(text, 'utf8').digest('hex');
+}
+
+/** What a hello's backend shows as its application_name: (128 bits of) the nonce's hash, never the nonce. */
+export function helloApplicationName(nonce: string): string {
+  return `pgbg hello ${createHash('sha256').update(nonce, 'utf8').digest('hex').slice(0, 32)}`;
+}
+
 /** Makes a request as the SQL API does (for tests and tools that speak to the endpoint directly). */
 export function signRequest(secretHex: string, nonce: string, seq: bigint, body: string): string {
   const secret = Buffer.from(secretHex, 'hex');

@@ -77,7 +77,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(options.pool ? { pool: options.pool } : {}),
     ...(options.maxQueueBytesPerLogin !== undefined ? { maxQueueBytesPerLogin: options.maxQueueBytesPerLogin } : {}),
   });
-  const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger);
+  const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger, journalDatabaseName(options.journalDatabase));
   let wire: WireServer;
   try {
     await engine.ready();
@@ -143,4 +143,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 function adminFrom(journal: pg.ClientConfig | string): (database: string) => pg.ClientConfig {
   const base = typeof journal === 'string' ? (parseConnectionString(journal) as pg.ClientConfig) : journal;
   return (database) => ({ ...base, database });
+}
+
+function journalDatabaseName(journal: pg.ClientConfig | string): string {
+  const config = typeof journal === 'string' ? (parseConnectionString(journal) as pg.ClientConfig) : journal;
+  return config.database ?? 'postgres';
 }

@@ -20,7 +20,7 @@ import type { Session } from '../engine/session.js';
 import type { HandleRef, Notice } from '../engine/types.js';
 import { makeLogin, type Login } from '../workers/pool.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
-import { badProof, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
+import { answerMac, badProof, helloApplicationName, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
 import type { RoleKey, RoleKeys } from './role-keys.js';
 import { notARequest, parseRequest, type Request } from './sql-api-requests.js';
 
@@ -33,6 +33,12 @@ interface Caller {
   nonce: string;
   lastSeq: bigint;
   bound: Bound;
+}
+
+/** A verified request: its role, and what the server vouches for its answer with. */
+interface Verified {
+  role: RoleKey;
+  seq: bigint;
 }
 
 interface Bound {
@@ -107,6 +113,8 @@ export interface SqlApiHandlerOptions {
 export class SqlApiHandler implements WireHandler {
   readonly #sessions = new Map<string, { session: Session; connections: number }>();
   readonly #logins = new Map<string, Login>();
+  /** Nonces of the connections open now: a second hello with one is refused. */
+  readonly #nonces = new Set<string>();
   readonly #engine: Engine;
   readonly #credentialsFor: CredentialsFor;
   readonly #keys: RoleKeys;
@@ -127,7 +135,7 @@ export class SqlApiHandler implements WireHandler {
     if (req.op === 'hello') return this.#hello(req, signed, roleOid, conn);
     if (!caller) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
     const role = await this.#verify(signed, caller, conn.database);
-    if (req.op === 'describe_result') return this.#describeResult(req, caller, role, signal);
+    if (req.op === 'describe_result') return this.#describeResult(req, caller, { role, seq: signed.seq }, signal);
     const answer = this.#dispatch(req, caller, role, conn.database);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
@@ -137,6 +145,7 @@ export class SqlApiHandler implements WireHandler {
   onClose(conn: WireConnection): void {
     const caller = conn.state.get('caller') as Caller | undefined;
     if (!caller) return;
+    this.#nonces.delete(caller.nonce);
     const entry = this.#sessions.get(caller.bound.key);
     if (!entry) return;
     entry.connections--;
@@ -163,10 +172,12 @@ export class SqlApiHandler implements WireHandler {
     if (conn.state.has('caller')) throw new PgbgError(SqlState.insufficientPrivilege, 'this connection already belongs to a caller');
     const key = await this.#keys.current(conn.database, roleOid);
     if (!key || !proofIsValid(signed, req.nonce, key.proofKey)) throw badProof();
+    if (this.#nonces.has(req.nonce)) throw new PgbgError(SqlState.invalidAuthorization, 'this nonce belongs to another connection');
     // The hello comes from that backend: while it waits for the answer, the backend shows the
-    // connection's nonce as its application_name (which only code running in it can set).
+    // hash of the connection's nonce as its application_name (which only code running in it can
+    // set, and which does not tell the nonce to whoever watches pg_stat_activity).
     const shown = await this.#keys.backendApplicationName(conn.database, req.backend_pid);
-    if (shown !== `pgbg hello ${req.nonce}`) {
+    if (shown !== helloApplicationName(req.nonce)) {
       throw new PgbgError(SqlState.invalidAuthorization, `the hello does not come from backend ${req.backend_pid} of database "${conn.database}"`);
     }
     // A backend's connections all close when it ends, and its session with them: a later backend
@@ -180,6 +191,7 @@ export class SqlApiHandler implements WireHandler {
     entry.connections++;
     const bound: Bound = { key: sessionKey, session: entry.session, backendPid: req.backend_pid, notices: new Map(), noticesRaised: new Map() };
     conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, bound } satisfies Caller);
+    this.#nonces.add(req.nonce);
     return { commandTag: 'HELLO' };
   }
 
@@ -212,18 +224,21 @@ export class SqlApiHandler implements WireHandler {
    * set in the same answer. Otherwise (`inline` false) the wrapper streams the
    * rows with a `result` request. Waiting gives way to a cancel.
    */
-  async #describeResult(req: Extract<Request, { op: 'describe_result' }>, caller: Caller, role: RoleKey, signal: AbortSignal): Promise<WireResult | WireResult[]> {
+  async #describeResult(req: Extract<Request, { op: 'describe_result' }>, caller: Caller, verified: Verified, signal: AbortSignal): Promise<WireResult | WireResult[]> {
     const { session } = caller.bound;
-    await this.#checkOwner(session, req.pid, role);
+    await this.#checkOwner(session, req.pid, verified.role);
     const handle = ref(req);
     const fields = await unlessAborted(session.describe(handle), signal);
     await unlessAborted(session.awaitRows(handle), signal);
     const job = session.entry(handle).job;
     const inline = job.ended && fields.length > 0 && job.bufferedBytes <= INLINE_RESULT_BYTES;
     const pending = pendingNotices(job, caller.bound, req.pid);
+    // The wrapper builds its column list from these types, so they must be seen to be ours.
+    const vouched = `${fields.map((f, i) => `${i + 1}:${f.dataTypeID}`).join(',')};${pending};${inline ? 't' : 'f'}`;
+    const mac = answerMac(verified.role.proofKey, caller.nonce, verified.seq, vouched);
     const columns = rows(
-      [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL]],
-      fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f']),
+      [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL], ['mac', TEXT]],
+      fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f', mac]),
       'SELECT',
     );
     return inline ? [columns, await this.#result(req, caller.bound)] : columns;

@@ -9,7 +9,7 @@ import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { writeExtension } from '../../src/install/extension.js';
 import { install, uninstall } from '../../src/install/install.js';
-import { createTestDatabase, serverUrl, withClient } from '../helpers/db.js';
+import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
 import { writeLegacyExtension } from '../helpers/legacy-install.js';
 import { startTestApi, type TestApi } from '../helpers/sql-api.js';
 
@@ -42,6 +42,29 @@ describe('CREATE EXTENSION pg_background', () => {
       await c.query('CREATE EXTENSION pg_background');
       const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
       assert.deepEqual(r.rows, [{ who: new URL(db.url).username }]);
+      // A member, not only the role that made the extension, can use it.
+      const member = await createLoginRole('pgbg_extmember');
+      try {
+        await c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${member.name}`);
+        assert.equal((await c.query('SELECT grant_pg_background_privileges($1) AS ok', [member.name])).rows[0].ok, true);
+        api.logins.set(member.name, urlFor(db.name, member));
+        await withClient(urlFor(db.name, member), async (m) => {
+          const mine = await m.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
+          assert.deepEqual(mine.rows, [{ who: member.name }]);
+        });
+        // A newer pgbg replaces an earlier revision of the extension's API in place; the member keeps its secret.
+        await c.query("UPDATE pgbg_private.install SET revision = 'an-earlier-one'");
+        assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: true, upgradedFrom: 'an-earlier-one', schema: 'public' });
+        const loose = await c.query(`SELECT p.oid::regprocedure::text AS f FROM pg_proc p WHERE p.pronamespace = 'pgbg_private'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`);
+        assert.deepEqual(loose.rows, [], 'every function is the extension\'s');
+        await withClient(urlFor(db.name, member), async (m) => {
+          assert.deepEqual((await m.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 2')) AS (x int)")).rows, [{ x: 2 }]);
+        });
+      } finally {
+        await c.query('SELECT revoke_pg_background_privileges($1)', [member.name]);
+        await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${member.name}; DROP ROLE ${member.name}`);
+      }
       assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public' });
       assert.deepEqual(await uninstall(c), { removed: true });
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_foreign_server WHERE srvname = 'pgbg'")).rows[0].n, 0);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { signRequest } from '../../src/server/request-proof.js';
+import { helloApplicationName, signRequest } from '../../src/server/request-proof.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { startTestApi, type TestApi } from '../helpers/sql-api.js';
 
@@ -28,9 +28,9 @@ describe('SQL API requests through dblink', () => {
   const call = async <T extends pg.QueryResultRow>(request: object, coldefs: string) =>
     (await caller.query<T>(`SELECT * FROM dblink('hand', $1) AS t(${coldefs})`, [signed(request)])).rows;
   const exec = async (request: object) => (await caller.query('SELECT dblink_exec($1, $2) AS tag', ['hand', signed(request)])).rows[0].tag as string;
-  /** A hello as the SQL API sends it: the backend shows `pgbg hello <nonce>` as its application_name meanwhile. */
+  /** A hello as the SQL API sends it: the backend shows `pgbg hello <sha256 of the nonce>` as its application_name meanwhile. */
   const hello = async (c: pg.Client) => {
-    await c.query('SET application_name = $1'.replace('$1', `'pgbg hello ${nonce}'`));
+    await c.query(`SET application_name = '${helloApplicationName(nonce)}'`);
     return { op: 'hello', nonce, backend_pid: (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid };
   };
 
@@ -70,6 +70,10 @@ describe('SQL API requests through dblink', () => {
     const h = await hello(caller);
     assert.equal(await exec(h), 'HELLO');
     await assert.rejects(exec(h), /already belongs to a caller/);
+    // The same nonce on a second connection of the same backend: refused.
+    await caller.query("SELECT dblink_connect('hand2', 'pgbg')");
+    await assert.rejects(caller.query('SELECT dblink_exec($1, $2)', ['hand2', signed(h)]), { code: '28000', message: /belongs to another connection/ });
+    await caller.query("SELECT dblink_disconnect('hand2')");
     assert.equal(api.handler.sessionCount, 1);
   });
 

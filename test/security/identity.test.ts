@@ -12,7 +12,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { signRequest } from '../../src/server/request-proof.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { sleep } from '../helpers/engine.js';
+import { sleep, testLogger } from '../helpers/engine.js';
+import { startWireServer } from '../../src/server/wire.js';
 import { startTestApi, type TestApi } from '../helpers/sql-api.js';
 
 describe('security: a job never runs with more privileges than the code that launched it', () => {
@@ -289,6 +290,66 @@ describe('security: a job never runs with more privileges than the code that lau
       });
     } finally {
       victim.off('notice', onNotice);
+    }
+  });
+
+  test('a connection mallory put in place of the victim\'s answers with her types: refused before anything is decoded', async () => {
+    // Her own endpoint: it answers a result request with columns of her domain, whose CHECK would
+    // run her code as whoever decodes the rows.
+    const trap = (await victim.query("SELECT 'mal.trap'::regtype::oid AS oid")).rows[0].oid as number;
+    const fake = await startWireServer({
+      logger: testLogger(),
+      authenticate: (user) => (user === 'mal' ? { password: 'fake-endpoint' } : undefined),
+      handler: {
+        async query() {
+          return [
+            { fields: ['position', 'name', 'type_oid', 'notices', 'inline', 'mac'].map((name) => ({ name, typeOid: 25 })),
+              rows: [['1', 'x', String(trap), '0', 't', '0'.repeat(64)]], commandTag: 'SELECT 1' },
+            { fields: [{ name: 'x', typeOid: trap }], rows: [['boom']], commandTag: 'SELECT 1' },
+          ];
+        },
+      },
+    });
+    try {
+      await asMallory((c) => c.query(`CREATE FUNCTION mal.swap(name text, connstr text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN PERFORM dblink_disconnect(name); PERFORM dblink_connect(name, connstr); END $$; GRANT EXECUTE ON FUNCTION mal.swap(text, text) TO PUBLIC`));
+      await victim.query('TRUNCATE mal.seen');
+      const h = (await victim.query("SELECT * FROM pg_background_launch_v2('SELECT ''mine''::text')")).rows[0];
+      const victimOid = (await victim.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
+      const conns = (await victim.query('SELECT dblink_get_connections() AS c')).rows[0].c as string[];
+      const real = conns.find((n) => n.startsWith(`pgbg_${victimOid}_`))!;
+      await victim.query('SELECT mal.swap($1, $2)', [real, `host=127.0.0.1 port=${fake.port} dbname=x user=mal password=fake-endpoint`]);
+      await assert.rejects(victim.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x text)', [h.pid, h.cookie]), {
+        code: '08P01', message: /did not come from the pgbg server/,
+      });
+      assert.deepEqual(await seen(), [], 'mallory\'s CHECK never ran');
+      assert.equal(await isSuper(mallory.name), false);
+      // The fake was dropped; the next call opens a real connection, and the result is still there.
+      assert.deepEqual((await victim.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x text)', [h.pid, h.cookie])).rows, [{ x: 'mine' }]);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('access ends with plain REVOKE pgbackground_role too: a secret alone does not open the API', async () => {
+    const trudy = await createLoginRole('trudy');
+    await withClient(serverUrl(), (c) => c.query(`GRANT CONNECT ON DATABASE ${db.name} TO ${trudy.name}`));
+    assert.equal((await victim.query('SELECT grant_pg_background_privileges($1) AS ok', [trudy.name])).rows[0].ok, true);
+    api.logins.set(trudy.name, urlFor(db.name, trudy));
+    try {
+      await withClient(urlFor(db.name, trudy), async (c) => {
+        assert.deepEqual((await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)")).rows, [{ x: 1 }]);
+        // She keeps a copy of her secret, then loses access.
+        const oid = (await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
+        const own = (await c.query("SELECT substr(o, 10) AS s FROM pg_user_mappings m, unnest(m.umoptions) o WHERE m.usename = current_user AND o LIKE 'password=%'")).rows[0].s;
+        await withClient(serverUrl(), (su) => su.query(`REVOKE pgbackground_role FROM ${trudy.name}`));
+        await assert.rejects(c.query("SELECT pg_background_launch('SELECT 1')"), { code: '42501' });
+        // By hand, with the copy: the endpoint no longer takes it.
+        await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['byhand', `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${oid} password=${own}`]), { code: '08001' });
+      });
+    } finally {
+      await victim.query('SELECT revoke_pg_background_privileges($1)', [trudy.name]);
+      await withClient(serverUrl(), (c) => c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${trudy.name}; DROP ROLE ${trudy.name}`));
     }
   });
 

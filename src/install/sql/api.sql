@@ -48,13 +48,14 @@ CREATE TABLE pgbg_private.role_keys (
 );
 
 -- The caller backend's connection for current_user, opened (and introduced with `hello`) on
--- first use, and one signed request on it: {connection name, request text}.
+-- first use, and one signed request on it: {connection name, request text, answer key}.
+-- (search_path pinned: the role's secret passes through these functions' operators.)
 --
 -- A connection is named pgbg_<role oid>_<generation>_<nonce>. The nonce is chosen here and
 -- bound into every proof, so a proof is good on that one connection only; the server takes each
 -- sequence number once per connection, so a proof cannot be replayed there either.
 CREATE FUNCTION pgbg_private.request(body pg_catalog.text) RETURNS pg_catalog.text[]
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   me record;
   secret pg_catalog.text;
@@ -94,32 +95,37 @@ BEGIN
     PERFORM @dblink@.dblink_connect(conn, 'pgbg');
     -- Only code running in this backend can set its application_name, which pg_stat_activity shows
     -- to everyone: the server reads it during the hello, so a hello cannot claim another backend.
+    -- It shows (half of) the nonce's hash, as application_name holds 63 bytes: a role watching
+    -- pg_stat_activity cannot say hello with it.
     -- (Set for the transaction and put back at once: the caller's own name returns at its end too.)
     app := pg_catalog.current_setting('application_name');
-    PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || nonce, true);
-    PERFORM @dblink@.dblink_exec(conn, pgbg_private.sign(secret, nonce,
-      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text));
+    PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(nonce, 'UTF8')), 'hex'), 32), true);
+    PERFORM @dblink@.dblink_exec(conn, (pgbg_private.sign(secret, nonce,
+      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text))[1]);
     PERFORM pg_catalog.set_config('application_name', app, true);
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
     PERFORM pgbg_private.settle(conn);
   END IF;
-  RETURN ARRAY[conn, pgbg_private.sign(secret, nonce, body)];
+  RETURN ARRAY[conn] || pgbg_private.sign(secret, nonce, body);
 END $$;
 
 -- `pgbg1 <seq> <proof>\n<body>`: proof = secret XOR sha256(sha256(secret) || "<nonce> <seq> " || body),
 -- as bits. The server holds sha256(secret): it recomputes the hash, recovers the secret from the
 -- proof and checks its sha256, so what it stores is useless for making a proof (as in SCRAM).
-CREATE FUNCTION pgbg_private.sign(secret pg_catalog.text, nonce pg_catalog.text, body pg_catalog.text) RETURNS pg_catalog.text
-LANGUAGE plpgsql VOLATILE AS $$
+-- Also returns the request's answer key, sha256(sha256(secret) || "answer <nonce> <seq>"): the
+-- server vouches for the answers the wrappers act on (the columns of a result) with it.
+CREATE FUNCTION pgbg_private.sign(secret pg_catalog.text, nonce pg_catalog.text, body pg_catalog.text) RETURNS pg_catalog.text[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   seq pg_catalog.text := pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::pg_catalog.int8::pg_catalog.text;
-  key pg_catalog.bytea := pg_catalog.decode(secret, 'hex');
-  mac pg_catalog.bytea := pg_catalog.sha256(pg_catalog.sha256(key) || pg_catalog.convert_to(nonce || ' ' || seq || ' ' || body, 'UTF8'));
+  key pg_catalog.bytea := pg_catalog.sha256(pg_catalog.decode(secret, 'hex'));
+  mac pg_catalog.bytea := pg_catalog.sha256(key || pg_catalog.convert_to(nonce || ' ' || seq || ' ' || body, 'UTF8'));
 BEGIN
-  RETURN 'pgbg1 ' || seq || ' '
-    || ((('x' || secret)::pg_catalog.bit(256)) OPERATOR(pg_catalog.#) (('x' || pg_catalog.encode(mac, 'hex'))::pg_catalog.bit(256)))::pg_catalog.text
-    || E'\n' || body;
+  RETURN ARRAY['pgbg1 ' || seq || ' '
+    || ((('x' || secret)::pg_catalog.bit(256)) # (('x' || pg_catalog.encode(mac, 'hex'))::pg_catalog.bit(256)))::pg_catalog.text
+    || E'\n' || body,
+    pg_catalog.encode(pg_catalog.sha256(key || pg_catalog.convert_to('answer ' || nonce || ' ' || seq, 'UTF8')), 'hex')];
 END $$;
 
 -- A request abandoned by statement_timeout or Ctrl-C leaves its answer unread and the connection
@@ -127,6 +133,9 @@ END $$;
 CREATE FUNCTION pgbg_private.settle(conn pg_catalog.text) RETURNS void
 LANGUAGE plpgsql SET client_min_messages = warning AS $$
 BEGIN
+  IF NOT conn = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN;  -- dropped (an answer that did not come from the server)
+  END IF;
   IF @dblink@.dblink_is_busy(conn) = 1 THEN
     PERFORM @dblink@.dblink_cancel_query(conn);
   ELSE
@@ -229,33 +238,43 @@ END $$;
 -- statement_timeout and Ctrl-C can stop a result that waits for its job. Returns the query that
 -- reads the rows. Column types are named by OID, schema-qualified: no name is looked up.
 CREATE FUNCTION pgbg_private.result_rows_query(r pg_catalog.text[], pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS pg_catalog.text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   conn pg_catalog.text := r[1];
   coldefs pg_catalog.text;
   pending pg_catalog.int4;
   inline pg_catalog.bool;
+  columns pg_catalog.text;
+  mac pg_catalog.text;
 BEGIN
   IF @dblink@.dblink_send_query(conn, r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = @dblink@.dblink_error_message(conn);
   END IF;
   -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text; columns are named by position.
-  SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', t.position,
+  SELECT string_agg(format('c%s %s', t.position,
            CASE WHEN ty.oid IS NULL OR ty.typtype = 'p' THEN 'pg_catalog.text'
-                ELSE pg_catalog.quote_ident(ns.nspname) || '.' || pg_catalog.quote_ident(ty.typname) END),
-           ', ' ORDER BY t.position), max(t.notices), COALESCE(bool_and(t.inline), false)
-    INTO coldefs, pending, inline
-    FROM @dblink@.dblink_get_result(conn) AS t(position pg_catalog.int4, name pg_catalog.text, type_oid pg_catalog.oid, notices pg_catalog.int4, inline pg_catalog.bool)
-    LEFT JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) t.type_oid
-    LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) ty.typnamespace;
-  PERFORM pg_catalog.set_config('pgbg.notices_pending', pending::pg_catalog.text, true);
-  IF inline THEN
-    RETURN pg_catalog.format('SELECT * FROM @dblink@.dblink_get_result(%L) AS t(%s)', conn, coldefs);
+                ELSE quote_ident(ns.nspname) || '.' || quote_ident(ty.typname) END),
+           ', ' ORDER BY t.position), max(t.notices), COALESCE(bool_and(t.inline), false),
+         string_agg(t.position::text || ':' || t.type_oid::text, ',' ORDER BY t.position), max(t.mac)
+    INTO coldefs, pending, inline, columns, mac
+    FROM @dblink@.dblink_get_result(conn) AS t(position int4, name text, type_oid oid, notices int4, inline bool, mac text)
+    LEFT JOIN pg_type ty ON ty.oid = t.type_oid
+    LEFT JOIN pg_namespace ns ON ns.oid = ty.typnamespace;
+  -- The column types decide what code decoding the rows runs: they must be the server's, not those
+  -- of a connection put in this one's place (see the security model in the README).
+  IF mac IS DISTINCT FROM encode(sha256(decode(r[3], 'hex') || convert_to(columns || ';' || pending || ';' || CASE WHEN inline THEN 't' ELSE 'f' END, 'UTF8')), 'hex') THEN
+    PERFORM @dblink@.dblink_disconnect(conn);
+    RAISE EXCEPTION 'the answer on connection "%" did not come from the pgbg server', conn USING ERRCODE = 'protocol_violation',
+      DETAIL = 'Code running in this backend replaced the connection; it was dropped, and the next call opens a new one.';
   END IF;
-  PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
-  RETURN pg_catalog.format('SELECT * FROM @dblink@.dblink(%L, %L) AS t(%s)', conn,
-    (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::pg_catalog.text))[2], coldefs);
+  PERFORM set_config('pgbg.notices_pending', pending::text, true);
+  IF inline THEN
+    RETURN format('SELECT * FROM @dblink@.dblink_get_result(%L) AS t(%s)', conn, coldefs);
+  END IF;
+  PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x text);  -- the answer's end
+  RETURN format('SELECT * FROM @dblink@.dblink(%L, %L) AS t(%s)', conn,
+    (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::text))[2], coldefs);
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.pg_background_launch_v2(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
@@ -387,21 +406,27 @@ BEGIN
   RETURN p;
 END $$;
 
--- `key` zero-padded to 64 bytes, each byte XOR `pad`.
+-- `key` zero-padded to 64 bytes, each byte XOR `pad`. (PL/pgSQL, not SQL: a SQL function's
+-- arguments can reach the log through auto_explain; these are a secret.)
 CREATE FUNCTION pgbg_private.pad64(key pg_catalog.bytea, pad pg_catalog.int4) RETURNS pg_catalog.bytea
-LANGUAGE sql IMMUTABLE STRICT AS $$
-  SELECT pg_catalog.decode(pg_catalog.string_agg(pg_catalog.lpad(pg_catalog.to_hex(
-           (CASE WHEN i OPERATOR(pg_catalog.<) pg_catalog.length(key) THEN pg_catalog.get_byte(key, i) ELSE 0 END) OPERATOR(pg_catalog.#) pad), 2, '0'),
-           '' ORDER BY i), 'hex')
-    FROM pg_catalog.generate_series(0, 63) AS i
-$$;
-
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  out pg_catalog.bytea := decode(repeat('00', 64), 'hex');
+BEGIN
+  FOR i IN 0..63 LOOP
+    out := set_byte(out, i, (CASE WHEN i < length(key) THEN get_byte(key, i) ELSE 0 END) # pad);
+  END LOOP;
+  RETURN out;
+END $$;
 -- HMAC-SHA-256 (RFC 2104), for the SCRAM verifier of a new secret.
 CREATE FUNCTION pgbg_private.hmac(key pg_catalog.bytea, msg pg_catalog.bytea) RETURNS pg_catalog.bytea
-LANGUAGE sql IMMUTABLE STRICT AS $$
-  SELECT pg_catalog.sha256(pgbg_private.pad64(k, 92) || pg_catalog.sha256(pgbg_private.pad64(k, 54) || msg))
-    FROM (SELECT CASE WHEN pg_catalog.length(key) > 64 THEN pg_catalog.sha256(key) ELSE key END AS k) s
-$$;
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  k pg_catalog.bytea := CASE WHEN length(key) > 64 THEN sha256(key) ELSE key END;
+BEGIN
+  RETURN sha256(pgbg_private.pad64(k, 92) || sha256(pgbg_private.pad64(k, 54) || msg));
+END $$;
+
 -- A role's secret: 256 bits from the CSPRNG (gen_random_uuid), hex. The user mapping gets it, the
 -- server's table what it verifies with; neither statement text ever holds it where a log could
 -- show it (errors are re-raised without the failing statement as context).
