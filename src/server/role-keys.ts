@@ -116,12 +116,7 @@ export class RoleKeys {
     const cached = this.#known.get(database);
     if (cached && Date.now() - cached.at < 10_000) return cached.exists;
     const first = this.#clients.keys().next().value ?? this.#home;
-    let exists = false;
-    try {
-      exists = (await this.#query(first, DATABASE_SQL, [database])).rows.length > 0;
-    } catch {
-      exists = false;
-    }
+    const exists = await this.#query(first, DATABASE_SQL, [database]).then((r) => r.rows.length > 0, () => false);
     if (this.#known.size > 1000) this.#known.clear();
     this.#known.set(database, { exists, at: Date.now() });
     return exists;
