@@ -112,6 +112,11 @@ export interface WireServerOptions {
    * as it arrives, never buffered; the connection goes on. @default 16777216 (16 MB)
    */
   maxRequestBytes?: number;
+  /**
+   * Connections that have not logged in yet, at most; one beyond is closed at
+   * once (each pending login may make the server look up a role). @default 64
+   */
+  maxPendingLogins?: number;
 }
 
 /** The defaults of WireServerOptions' bounds. */
@@ -119,6 +124,7 @@ export const WIRE_LIMITS = {
   authTimeoutMs: 10_000,
   maxPreAuthMessageBytes: 64 * 1024,
   maxRequestBytes: 16 * 1024 * 1024,
+  maxPendingLogins: 64,
 } as const;
 
 /** Bytes the server read from clients, and the part of them that reached the message parser (which buffers each message whole). */
@@ -155,6 +161,8 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
   // A SCRAM exchange's messages are a few hundred bytes; a Query needs room for its SQL.
   const preAuthBytes = limit('maxPreAuthMessageBytes', opts.maxPreAuthMessageBytes, 1024);
   const requestBytes = limit('maxRequestBytes', opts.maxRequestBytes, 1024);
+  const maxPendingLogins = limit('maxPendingLogins', opts.maxPendingLogins, 1);
+  let refusedLogins = 0;
   const open = new Set<WireSession>();
   /** Inbound totals of the connections already closed. */
   const closedInbound: InboundBytes = { read: 0, parsed: 0 };
@@ -192,6 +200,12 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
   };
 
   const server = net.createServer({ noDelay: true }, (socket) => {
+    // byId holds the authenticated sessions: the rest of `open` are logging in.
+    if (open.size - byId.size >= maxPendingLogins) {
+      if (refusedLogins++ % 1000 === 0) logger.warn({ maxPendingLogins, refused: refusedLogins }, 'wire: too many connections logging in at once; refusing more');
+      socket.destroy();
+      return;
+    }
     const session = new WireSession(socket, allocateId(), services);
     open.add(session);
     void session.closed.then(() => {

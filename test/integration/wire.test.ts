@@ -340,6 +340,33 @@ describe('with node-postgres as the client', () => {
     assert.equal(Buffer.concat(got).length, 0);
   });
 
+  test('connections logging in at once are capped: one beyond is closed, a login after that works', async () => {
+    const other = await startWireServer({ handler, authenticate: () => ({ password: 'pw' }), logger: pino({ level: 'silent' }), maxPendingLogins: 3, authTimeoutMs: 120_000 });
+    const idle: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect(other.port, '127.0.0.1');
+        await once(s, 'connect');
+        idle.push(s);
+      }
+      for (let i = 0; i < 50 && other.connections() < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      const fourth = net.connect(other.port, '127.0.0.1');
+      // Without the cap it would stay open until the login timeout (two minutes here).
+      const closed = await Promise.race([once(fourth, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+      fourth.destroy();
+      assert.equal(closed, true, 'the fourth connection was closed by the server');
+      assert.equal(other.connections(), 3, 'the fourth was never kept');
+      for (const s of idle) s.destroy();
+      for (let i = 0; i < 100 && other.connections() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const c = new pg.Client({ host: '127.0.0.1', port: other.port, user: 'u', password: 'pw', database: 'd' });
+      await c.connect();
+      await c.end();
+    } finally {
+      for (const s of idle) s.destroy();
+      await other.close();
+    }
+  });
+
   test('close() ends open connections and waits for onClose', async () => {
     const other = await startWireServer({ handler, authenticate: () => ({ password: 'pw' }), logger: pino({ level: 'silent' }) });
     const c = new pg.Client({ host: '127.0.0.1', port: other.port, user: 'u', password: 'pw', database: 'd' });
