@@ -5,7 +5,7 @@
  * back to baseline.
  *
  * Capacity: every unread job holds a worker, so the server runs with
- * `--max-workers 256` (its embedded PostgreSQL gets room for them). The jobs are
+ * `--max-connections 256` (its embedded PostgreSQL gets room for them). The jobs are
  * spread over several login roles, as an application's callers would be.
  */
 import { randomBytes } from 'node:crypto';

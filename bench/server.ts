@@ -51,7 +51,7 @@ export async function startServer(options: StartOptions): Promise<ServerUnderTes
     'serve', '--embedded',
     '--data', options.dataDir, '--port', String(port), '--log-level', options.logLevel ?? 'warn',
     // The memory section holds 200 unread jobs, each on its own worker.
-    '--max-workers', '256', '--max-workers-per-login', '256',
+    '--max-connections', '256', '--max-connections-per-login', '256',
     // Memory "after the jobs ended" is read once the settle time has let idle workers close
     // (within 1.5 × this) and the server, quiet, has released memory (3 s later).
     '--idle-timeout-ms', '5000',

@@ -53,8 +53,11 @@ program
   .option('--passwords <file>', 'worker passwords as JSON {"role": "password"}')
   .option('--trust-socket <dir>', 'a Unix socket directory where worker logins need no password')
   .option('--data <dir>', 'data folder, kept between runs', '.pgbg')
-  .option('--max-workers <n>', 'most worker connections in all (the pool cap)', positive, 128)
-  .option('--max-workers-per-login <n>', 'most worker connections per login (database, user) (default: a quarter of --max-workers)', positive)
+  .option('--max-connections <n>', 'most worker connections in all, the pool cap (default: 128)', positive)
+  .option('--max-connections-per-login <n>', 'most worker connections per login (database, role) (default: a quarter of --max-connections)', positive)
+  // The names before 0.2 ("workers" also means pg_background.max_workers, the handles a session tracks).
+  .addOption(new Option('--max-workers <n>', 'deprecated: --max-connections').argParser(positive).hideHelp())
+  .addOption(new Option('--max-workers-per-login <n>', 'deprecated: --max-connections-per-login').argParser(positive).hideHelp())
   .option('--max-queue-bytes-per-login <size>', 'memory budget per login for unread results (their queue sizes); a launch beyond it gets 53200', byteSize, 256 * 1024 ** 2)
   .option('--max-request-bytes <size>', 'longest request (SQL text) the SQL API endpoint accepts; longer ones get 54000', byteSize, 16 * 1024 ** 2)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are canceled', milliseconds, 30_000)
@@ -67,11 +70,19 @@ program
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
-    maxWorkers: number; maxWorkersPerLogin?: number; idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
+    maxConnections?: number; maxConnectionsPerLogin?: number; maxWorkers?: number; maxWorkersPerLogin?: number;
+    idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
     maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none';
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
-    await serve({ ...o, port });
+    if (o.maxWorkers !== undefined) process.stderr.write('pgbg: --max-workers is deprecated: use --max-connections\n');
+    if (o.maxWorkersPerLogin !== undefined) process.stderr.write('pgbg: --max-workers-per-login is deprecated: use --max-connections-per-login\n');
+    const { maxWorkers, maxWorkersPerLogin, ...rest } = o;
+    await serve({
+      ...rest, port,
+      maxConnections: o.maxConnections ?? maxWorkers ?? 128,
+      maxConnectionsPerLogin: o.maxConnectionsPerLogin ?? maxWorkersPerLogin,
+    });
   });
 
 program

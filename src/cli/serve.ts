@@ -34,9 +34,9 @@ export interface ServeOptions {
   trustSocket?: string | undefined;
   graceMs: number;
   logLevel: string;
-  /** Pool caps: worker connections in all and per login (default: a quarter of maxWorkers). */
-  maxWorkers: number;
-  maxWorkersPerLogin?: number | undefined;
+  /** Pool caps: worker connections in all and per login (default: a quarter of maxConnections). */
+  maxConnections: number;
+  maxConnectionsPerLogin?: number | undefined;
   /** Memory budget per login for unread results. */
   maxQueueBytesPerLogin: number;
   /** Idle worker connections are closed after this long. */
@@ -61,7 +61,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     embedded = await startEmbeddedPostgres({
       dataDir: path.join(options.data, 'pg'), port: options.port ?? 0, trustLocalSocket: true,
       // Room for every worker plus the callers, their dblink connections and the server's own.
-      settings: { max_connections: String(Math.max(200, options.maxWorkers + 100)) },
+      settings: { max_connections: String(Math.max(200, options.maxConnections + 100)) },
     });
     adminUrl = embedded.url('postgres');
     credentials = loadCredentials({ host: embedded.host, port: embedded.port, trustSocketDir: embedded.socketDir, pgpassFile: options.pgpass, passwordsFile: options.passwords });
@@ -87,8 +87,8 @@ export async function serve(options: ServeOptions): Promise<void> {
       journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
       maxRequestBytes: options.maxRequestBytes, maxQueueBytesPerLogin: options.maxQueueBytesPerLogin,
       pool: {
-        maxConnections: options.maxWorkers,
-        ...(options.maxWorkersPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxWorkersPerLogin, options.maxWorkers) } : {}),
+        maxConnections: options.maxConnections,
+        ...(options.maxConnectionsPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxConnectionsPerLogin, options.maxConnections) } : {}),
         idleTimeoutMs: options.idleTimeoutMs,
       },
     });

@@ -39,10 +39,28 @@ export async function createTestDatabase(prefix = 'pgbg_t'): Promise<{ name: str
   };
 }
 
+/**
+ * On managed PostgreSQL the admin creates the roles, and so (from PostgreSQL 16) holds ADMIN on
+ * them, without their privileges. Roles the harness creates as superuser are given to the admin
+ * that way when one is set (test/helpers/sql-api.ts, PGBG_TEST_MANAGED).
+ */
+let roleAdmin: string | undefined;
+export function setRoleAdmin(name: string | undefined): void {
+  roleAdmin = name;
+}
+export async function adoptRole(name: string): Promise<void> {
+  if (roleAdmin === undefined) return;
+  await withClient(serverUrl(), async (c) => {
+    const v = Number((await c.query("SELECT current_setting('server_version_num') AS v")).rows[0].v);
+    await c.query(v >= 160000 ? `GRANT ${name} TO ${roleAdmin} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE` : `GRANT ${name} TO ${roleAdmin} WITH ADMIN OPTION`);
+  });
+}
+
 /** A LOGIN role with a random password (dropped by the caller). */
 export async function createLoginRole(prefix = 'pgbg_r'): Promise<{ name: string; password: string }> {
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
   await withClient(serverUrl(), (c) => c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`));
+  await adoptRole(name);
   return { name, password };
 }

@@ -11,7 +11,7 @@ import { install } from '../../src/install/install.js';
 import { RoleKeys } from '../../src/server/role-keys.js';
 import { roleOfLogin, SqlApiHandler } from '../../src/server/sql-api-handler.js';
 import { startWireServer, type WireServer } from '../../src/server/wire.js';
-import { serverUrl, urlFor, withClient } from './db.js';
+import { serverUrl, setRoleAdmin, urlFor, withClient } from './db.js';
 import { testLogger } from './engine.js';
 
 export interface TestApi {
@@ -21,6 +21,11 @@ export interface TestApi {
   keys: RoleKeys;
   /** Worker credentials: role name → connection URL. */
   logins: Map<string, string>;
+  /**
+   * Who the tests call the API as: the installing role (the superuser of the harness, or with
+   * MANAGED the non-superuser admin — on managed PostgreSQL nobody is superuser).
+   */
+  callerUrl: string;
   /** Requests the server received, by op (to check how many round trips a call costs). */
   ops: Map<string, number>;
   close(): Promise<void>;
@@ -48,13 +53,13 @@ async function managedAdmin(database: string): Promise<{ name: string; url: stri
     DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgbackground_role') THEN GRANT pgbackground_role TO ${name} WITH ADMIN OPTION; END IF; END $$`));
   await withClient(urlFor(database), (c) => c.query(`CREATE EXTENSION IF NOT EXISTS dblink; GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO ${name}`));
   const url = urlFor(database, { name, password });
+  setRoleAdmin(name);
   return { name, url, config: (db) => ({ ...adminConfig(db), user: name, password }) };
 }
 
 /**
  * Starts an endpoint and (unless `install` is false) installs the API in the database of
- * `adminUrl` — as that login, or with MANAGED as a non-superuser admin, which then gives the
- * superuser of `adminUrl` access (as an admin would for any role).
+ * `adminUrl` — as that login, or with MANAGED as a non-superuser admin (then `callerUrl`).
  */
 export async function startTestApi(adminUrl: string, options: { admin?: (database: string) => pg.ClientConfig; install?: boolean } = {}): Promise<TestApi> {
   const engine = new Engine({ logger: testLogger() });
@@ -64,6 +69,7 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
   const logins = new Map<string, string>();
   const admin = new URL(adminUrl);
   logins.set(decodeURIComponent(admin.username), adminUrl);
+  if (managed) logins.set(managed.name, managed.url);
   const handler = new SqlApiHandler({
     engine, keys,
     credentialsFor: (_database, user) => (logins.has(user) ? { connectionString: logins.get(user)! } : undefined),
@@ -93,23 +99,19 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
     await client.connect();
     try {
       await install(client, { endpoint: { host: '127.0.0.1', port: server.port } });
-      if (managed) {
-        const su = decodeURIComponent(new URL(adminUrl).username);
-        const ok = (await client.query('SELECT grant_pg_background_privileges($1) AS ok', [su])).rows[0].ok;
-        if (!ok) throw new Error(`the admin could not give ${su} access`);
-      }
     } finally {
       await client.end();
     }
   }
   return {
-    engine, handler, server, keys, logins, ops,
+    engine, handler, server, keys, logins, ops, callerUrl: managed?.url ?? adminUrl,
     async close() {
       await server.close();
       await engine.close();
       await keys.close();
       // The admin owns the database (dropped with it by the caller) and the API's objects in it.
       if (managed) {
+        setRoleAdmin(undefined);
         await withClient(urlFor(database), (c) => c.query(`ALTER DATABASE ${database} OWNER TO CURRENT_USER; REASSIGN OWNED BY ${managed.name} TO CURRENT_USER; DROP OWNED BY ${managed.name}`));
         await withClient(serverUrl(), (c) => c.query(`DROP ROLE ${managed.name}`)).catch(() => undefined);
       }

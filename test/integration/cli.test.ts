@@ -131,7 +131,7 @@ describe('pgbg install / serve --database / uninstall', () => {
 
   test('serve refuses a pool, memory or size option out of range, naming it', () => {
     for (const [option, value] of [
-      ['--idle-timeout-ms', '0'], ['--max-workers', '-1'], ['--release-memory-ms', '-5'], ['--max-workers-per-login', '0'],
+      ['--idle-timeout-ms', '0'], ['--max-connections', '-1'], ['--release-memory-ms', '-5'], ['--max-connections-per-login', '0'], ['--max-workers', '-1'],
       ['--max-request-bytes', 'lots'], ['--max-queue-bytes-per-login', '2 TB'],
     ] as const) {
       const r = pgbg('serve', '--embedded', option, value);

@@ -188,4 +188,31 @@ describe('pgbg serve --embedded', () => {
     assert.equal((await stopServe(serving)).code, 0);
     await rm(bin, { recursive: true, force: true });
   });
+  test('npm start, as the quick start runs it: a SIGTERM to npm itself stops the server and PostgreSQL', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'pgbg-npmstart-'));
+    await chmod(own, 0o755);
+    const child = spawn('npm', ['start', '--', '--port', String(await freePort()), '--data', own, '--log-level', 'warn'], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', () => undefined);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      for (let i = 0; i < 1200 && !/^ready: /m.test(out) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(out, /^ready: /m, 'npm start printed the ready line');
+      const pidFile = path.join(own, 'pg', 'postmaster.pid');
+      const postmaster = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+      process.kill(child.pid!, 'SIGTERM'); // npm's own process, not the group
+      await exited;
+      // The server and the embedded PostgreSQL stop after it (bounded wait).
+      const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+      for (let i = 0; i < 300 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(alive(postmaster), false, 'PostgreSQL stopped');
+      assert.match(out, /^stopped: /m, 'the server reported its stop');
+    } finally {
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+      await rm(own, { recursive: true, force: true });
+    }
+  });
 });

@@ -37,7 +37,7 @@ describe('SQL API requests through dblink', () => {
   before(async () => {
     db = await createTestDatabase();
     api = await startTestApi(db.url);
-    caller = new pg.Client({ connectionString: db.url });
+    caller = new pg.Client({ connectionString: api.callerUrl });
     await caller.connect();
     await caller.query('CREATE TABLE log (msg text)');
     secret = (await caller.query(OWN_SECRET_SQL)).rows[0].secret;
@@ -55,7 +55,7 @@ describe('SQL API requests through dblink', () => {
   });
 
   test('hello binds the connection to the caller backend, once; a hello for another backend, or one that does not exist, is refused', async () => {
-    const other = new pg.Client({ connectionString: db.url });
+    const other = new pg.Client({ connectionString: api.callerUrl });
     await other.connect();
     try {
       await other.query("SELECT dblink_connect('hand', 'pgbg')");

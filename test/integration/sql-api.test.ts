@@ -29,17 +29,19 @@ describe('SQL API wrappers', () => {
     logins.set(role.name, urlFor(db.name, role));
     return role;
   };
-  const dropRole = (name: string) => withClient(db.url, async (c) => {
-    await c.query('SELECT revoke_pg_background_privileges($1)', [name]);
-    await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${name}`);
-    await c.query(`DROP ROLE ${name}`);
-  });
+  const dropRole = async (name: string) => {
+    await withClient(api.callerUrl, (c) => c.query('SELECT revoke_pg_background_privileges($1)', [name]));
+    await withClient(serverUrl(), async (c) => {
+      await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${name}`);
+      await c.query(`DROP ROLE ${name}`);
+    });
+  };
 
   before(async () => {
     db = await createTestDatabase();
     api = await startTestApi(db.url);
     ({ engine, ops, logins } = api);
-    caller = new pg.Client({ connectionString: db.url });
+    caller = new pg.Client({ connectionString: api.callerUrl });
     await caller.connect();
     await caller.query('CREATE TABLE log (msg text)');
   });
@@ -203,7 +205,7 @@ describe('SQL API wrappers', () => {
   });
 
   test('SHOW answers the defaults in a fresh session (unset where a non-superuser installed); list_v2, stats_v2 and wait_v2_timeout', async () => {
-    await withClient(db.url, async (c) => {
+    await withClient(api.callerUrl, async (c) => {
       const setting = async (name: string) => (await c.query('SELECT current_setting($1, true) AS v', [name])).rows[0].v;
       // Storing a default for a setting PostgreSQL does not know takes a superuser: without one the
       // settings stay unset and the API uses the defaults (stats_v2 below still says 16).
@@ -416,7 +418,7 @@ describe('SQL API wrappers', () => {
   });
 
   test('NOTIFY from a detached worker is delivered when it commits', async () => {
-    const listener = new pg.Client({ connectionString: db.url });
+    const listener = new pg.Client({ connectionString: api.callerUrl });
     await listener.connect();
     try {
       await listener.query('LISTEN pgbg_done');
