@@ -71,11 +71,6 @@ function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-/** The OS user PostgreSQL runs as when we are root (files it must read are given to it). */
-export function serverFileOwner(): { uid: number; gid: number } | undefined {
-  return isRoot() ? postgresUserIds() : undefined;
-}
-
 function postgresUserIds(): { uid: number; gid: number } | undefined {
   try {
     const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());

@@ -104,7 +104,6 @@ export class Job {
   #counts: number[] = [];
   #head = 0;
   #bufferedBytes = 0;
-  #bufferedRows = 0;
   #paused = false;
   #waiters: Waiter[] = [];
   #ended = false;
@@ -145,10 +144,6 @@ export class Job {
     return this.#bufferedBytes;
   }
 
-  get bufferedRows(): number {
-    return this.#bufferedRows;
-  }
-
   markRunning(pid: number): void {
     this.pid = pid;
     this.state = 'running';
@@ -170,7 +165,6 @@ export class Job {
     this.#rows.push(run);
     this.#counts.push(count);
     this.#bufferedBytes += run.length;
-    this.#bufferedRows += count;
     if (!this.#paused && this.#bufferedBytes >= this.queueSize) {
       this.#paused = true;
       this.onFull();
@@ -186,7 +180,6 @@ export class Job {
         for (const tag of tags) {
           this.#rows.push(encodeDataRow([tag]));
           this.#counts.push(1);
-          this.#bufferedRows++;
         }
       }
     }
@@ -218,11 +211,6 @@ export class Job {
   chargeTo(account: MemoryAccount, queueBytes: number): void {
     this.#account = account;
     this.#queueCharge = queueBytes;
-  }
-
-  /** The bytes of its login's budget the job holds now. */
-  get charged(): number {
-    return this.#queueCharge + this.#noticeCharge;
   }
 
   /** Nobody will read the job any more: give back all it holds of its login's budget, and keep no more notices. */
@@ -278,7 +266,6 @@ export class Job {
     this.#counts = [];
     this.#head = 0;
     this.#bufferedBytes = 0;
-    this.#bufferedRows = 0;
     this.#resumeIfPaused();
     this.#wake();
   }
@@ -293,21 +280,12 @@ export class Job {
     while (end < this.#rows.length && (rows === 0 || rows + this.#counts[end]! <= max)) rows += this.#counts[end++]!;
     if (end === this.#head) return [];
     const taken = this.#rows.slice(this.#head, end);
-    this.#consume(end, taken, rows);
+    this.#consume(end, taken);
     return taken;
   }
 
-  /** Takes the next buffered run, or undefined when none is buffered right now. */
-  takeRow(): RowRun | undefined {
-    if (this.#head >= this.#rows.length) return undefined;
-    const run = this.#rows[this.#head]!;
-    this.#consume(this.#head + 1, [run], this.#counts[this.#head]!);
-    return run;
-  }
-
-  #consume(end: number, taken: RowRun[], rows: number): void {
+  #consume(end: number, taken: RowRun[]): void {
     for (const run of taken) this.#bufferedBytes -= run.length;
-    this.#bufferedRows -= rows;
     if (end === this.#rows.length) {
       this.#rows = [];
       this.#counts = [];

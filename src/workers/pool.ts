@@ -251,19 +251,6 @@ export class WorkerPool {
       });
   }
 
-  /** Runs engine SQL (terminate, lock checks) on a connection of `login`. */
-  async withConnection<T>(login: Login, fn: (w: WorkerConnection) => Promise<T>): Promise<T> {
-    const worker = await this.acquire(login);
-    let ok = false;
-    try {
-      const value = await fn(worker);
-      ok = true;
-      return value;
-    } finally {
-      this.release(worker, ok);
-    }
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweeper);

@@ -26,7 +26,6 @@ export interface RunOutcome {
 interface ProtocolMessage {
   fields?: unknown[];
   text?: string;
-  status?: string;
 }
 
 /** node-postgres runs any object with `submit` as a query; this one feeds a job. */
@@ -114,10 +113,7 @@ export interface WorkerOptions {
   logger: Logger;
 }
 
-let nextWorkerId = 1;
-
 export class WorkerConnection {
-  readonly id = nextWorkerId++;
   readonly createdAt = Date.now();
   jobsRun = 0;
   lastUsed = Date.now();
@@ -159,10 +155,6 @@ export class WorkerConnection {
 
   get alive(): boolean {
     return this.#alive;
-  }
-
-  get busy(): boolean {
-    return this.#job !== undefined;
   }
 
   /** Runs `text` for `job`; resolves at ReadyForQuery or when the connection is lost. */
