@@ -6,7 +6,7 @@
 import pg from 'pg';
 import type { Engine } from './engine.js';
 import type { Entry } from './session.js';
-import { errors, PgbgError, SqlState, WorkerError } from './errors.js';
+import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js';
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
 import { ResultTracker } from '../workers/result-tracker.js';

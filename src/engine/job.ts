@@ -7,9 +7,9 @@
  * the worker backend blocks on its own write and waits; it resumes
  * (`onDrain`) when the reader has taken half of it.
  */
-import type { ServerMessageFields } from './errors.js';
-import { PgbgError } from './errors.js';
-import { encodeDataRow, type RowRun } from './data-row.js';
+import type { ServerMessageFields } from '../protocol/errors.js';
+import { PgbgError } from '../protocol/errors.js';
+import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
 import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);

@@ -6,9 +6,9 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
-import { errors, PgbgError, SqlState } from './errors.js';
+import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import { Job, type RawRow } from './job.js';
-import { decodeDataRow, splitRowRun, type RowRun } from './data-row.js';
+import { decodeDataRow, splitRowRun, type RowRun } from '../protocol/data-row.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,

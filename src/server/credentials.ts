@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import pgpass from 'pgpass/lib/helper.js';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 import { readPrivateFile } from './private-file.js';
 import type { CredentialsFor } from './sql-api-handler.js';
 

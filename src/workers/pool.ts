@@ -16,7 +16,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
-import { errors, PgbgError } from '../engine/errors.js';
+import { errors, PgbgError } from '../protocol/errors.js';
 import { WorkerConnection } from './worker.js';
 
 export interface PoolOptions {

@@ -7,7 +7,7 @@
  *
  * Pure: no sockets, no timers — the worker connection feeds it.
  */
-import type { RowRun } from '../engine/data-row.js';
+import type { RowRun } from '../protocol/data-row.js';
 import type { FieldInfo, Job } from '../engine/job.js';
 
 export class ResultTracker {

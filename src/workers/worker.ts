@@ -7,12 +7,12 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { FieldInfo, Job } from '../engine/job.js';
-import { PROGRESS_SQLSTATE, parseProgress } from '../engine/progress.js';
+import { PROGRESS_SQLSTATE, parseProgress } from '../protocol/progress.js';
 import { ResultTracker } from './result-tracker.js';
 import { sendCancelRequest } from './cancel.js';
 import { RelaySocket } from './relay-socket.js';
 import { withDeadline } from './with-deadline.js';
-import { encodeDataRow } from '../engine/data-row.js';
+import { encodeDataRow } from '../protocol/data-row.js';
 
 export interface RunOutcome {
   /** The first error the server sent for this query, if any. */

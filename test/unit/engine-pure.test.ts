@@ -1,6 +1,6 @@
 import { RelaySocket } from '../../src/workers/relay-socket.js';
 import { DataRowSplitter } from '../../src/workers/data-row-splitter.js';
-import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/engine/data-row.js';
+import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/protocol/data-row.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
@@ -10,7 +10,7 @@ import { ResultTracker } from '../../src/workers/result-tracker.js';
 import { withDeadline } from '../../src/workers/with-deadline.js';
 import { makeLogin } from '../../src/workers/pool.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from '../../src/engine/budget.js';
-import type { PgbgError } from '../../src/engine/errors.js';
+import type { PgbgError } from '../../src/protocol/errors.js';
 
 const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
 
