@@ -9,7 +9,7 @@ import type { Entry } from './session.js';
 import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js';
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
-import { ResultTracker } from '../workers/result-tracker.js';
+import { ResultTracker } from './result-tracker.js';
 import type { RunOutcome, WorkerConnection } from '../workers/worker.js';
 
 export async function executeJob(engine: Engine, entry: Entry, worker: WorkerConnection, plan: StatementPlan): Promise<void> {

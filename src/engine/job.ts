@@ -7,31 +7,18 @@
  * the worker backend blocks on its own write and waits; it resumes
  * (`onDrain`) when the reader has taken half of it.
  */
-import type { ServerMessageFields } from '../protocol/errors.js';
-import { PgbgError } from '../protocol/errors.js';
+import type { PgbgError } from '../protocol/errors.js';
 import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
+import type { FieldInfo, Notice } from '../protocol/messages.js';
+import type { WorkerJob } from '../workers/worker.js';
 import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);
 
 export type JobState = 'starting' | 'running' | 'stopped' | 'canceled' | 'error';
 
-export interface FieldInfo {
-  name: string;
-  /** PostgreSQL type OID of the column. */
-  dataTypeID: number;
-  dataTypeSize: number;
-  dataTypeModifier: number;
-  tableID: number;
-  columnID: number;
-}
-
 /** A row's values in text format (null for NULL): what the library hands out. */
 export type RawRow = (string | null)[];
-
-export interface Notice extends ServerMessageFields {
-  message: string;
-}
 
 export interface Progress {
   /** 0..100, or -1 before any report. */
@@ -71,7 +58,7 @@ interface Waiter {
   resolve(): void;
 }
 
-export class Job {
+export class Job implements WorkerJob {
   state: JobState = 'starting';
   pid = 0;
   readonly launchedAt = new Date();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
 import { Job, COMMAND_TAG_FIELD } from '../../src/engine/job.js';
 import { parseMemorySetting, parseTimeSetting, resolveQueueSize } from '../../src/engine/limits.js';
-import { ResultTracker } from '../../src/workers/result-tracker.js';
+import { ResultTracker } from '../../src/engine/result-tracker.js';
 import { withDeadline } from '../../src/workers/with-deadline.js';
 import { makeLogin } from '../../src/workers/pool.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from '../../src/engine/budget.js';
