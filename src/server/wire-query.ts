@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import { PgbgError, SqlState } from '../protocol/errors.js';
-import type { WireConnection, WireHandler, WireResult } from './wire.js';
+import type { WireConnection, WireHandler, WireResult } from './wire-types.js';
 import { errorFieldsFor } from './wire-errors.js';
 import { commandComplete, dataRow, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
 import { BATCH_BYTES, type WireOutput } from './wire-socket.js';
