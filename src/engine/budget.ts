@@ -5,7 +5,7 @@
  * with 53200; a notice that would is dropped. Without it one login could
  * hold 16 sessions × 16 unread jobs × 256 MB queues of the server's memory.
  */
-import { errors } from './errors.js';
+import { errors } from '../protocol/errors.js';
 import type { Login } from '../workers/pool.js';
 
 /** The budget's default: 256 MB per login. */

@@ -6,7 +6,8 @@
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { CookieIssuer } from './cookie.js';
-import { Session, type Entry } from './session.js';
+import type { EngineCore, Entry } from './core.js';
+import { Session } from './session.js';
 import type { SessionSettings } from './types.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from './budget.js';
 import { NOTICE_BYTES } from './job.js';
@@ -60,7 +61,7 @@ export interface SessionOptions {
 
 const DEFAULTS_TTL_MS = 60_000;
 
-export class Engine {
+export class Engine implements EngineCore {
   readonly logger: Logger;
   readonly pool: WorkerPool;
   readonly cookies = new CookieIssuer();
@@ -99,9 +100,15 @@ export class Engine {
     if (this.#closing) throw new Error('engine is closed');
     const connection = options.connection ?? (options.launcher ? launcherCredentials(options.launcher) : undefined);
     if (!connection) throw new TypeError('a session needs a launcher client or connection settings');
-    const session = new Session(
+    const session: Session = new Session(
       this,
-      { login: makeLogin(connection), launcher: options.launcher, context: options.context, settings: options.settings },
+      {
+        login: makeLogin(connection),
+        launcher: options.launcher,
+        context: options.context,
+        settings: options.settings,
+        onClose: () => this.#sessions.delete(session),
+      },
       this.logger,
     );
     this.#sessions.add(session);
@@ -148,10 +155,6 @@ export class Engine {
   jobEnded(entry: Entry): void {
     this.#running.delete(entry);
     this.observer?.ended(jobRecord(entry));
-  }
-
-  forgetSession(session: Session): void {
-    this.#sessions.delete(session);
   }
 
   async cancelJob(entry: Entry, graceMs: number): Promise<void> {

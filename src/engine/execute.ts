@@ -4,15 +4,14 @@
  * worker timeout, and giving the connection back.
  */
 import pg from 'pg';
-import type { Engine } from './engine.js';
-import type { Entry } from './session.js';
-import { errors, PgbgError, SqlState, WorkerError } from './errors.js';
+import type { EngineCore, Entry } from './core.js';
+import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js';
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
-import { ResultTracker } from '../workers/result-tracker.js';
+import { ResultTracker } from './result-tracker.js';
 import type { RunOutcome, WorkerConnection } from '../workers/worker.js';
 
-export async function executeJob(engine: Engine, entry: Entry, worker: WorkerConnection, plan: StatementPlan): Promise<void> {
+export async function executeJob(engine: EngineCore, entry: Entry, worker: WorkerConnection, plan: StatementPlan): Promise<void> {
   const { job } = entry;
   const log = engine.logger.child({ pid: job.pid });
   const timer = entry.timeoutMs > 0 ? setTimeout(() => onTimeout(engine, entry), entry.timeoutMs) : undefined;
@@ -86,7 +85,7 @@ function timeoutError(entry: Entry): PgbgError {
   });
 }
 
-function onTimeout(engine: Engine, entry: Entry): void {
+function onTimeout(engine: EngineCore, entry: Entry): void {
   if (entry.job.ended) return;
   entry.timedOut = true;
   engine.logger.debug({ pid: entry.job.pid, timeoutMs: entry.timeoutMs }, 'worker timeout: canceling');

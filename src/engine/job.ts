@@ -7,31 +7,18 @@
  * the worker backend blocks on its own write and waits; it resumes
  * (`onDrain`) when the reader has taken half of it.
  */
-import type { ServerMessageFields } from './errors.js';
-import { PgbgError } from './errors.js';
-import { encodeDataRow, type RowRun } from './data-row.js';
+import type { PgbgError } from '../protocol/errors.js';
+import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
+import type { FieldInfo, Notice } from '../protocol/messages.js';
+import type { WorkerJob } from '../workers/worker.js';
 import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);
 
 export type JobState = 'starting' | 'running' | 'stopped' | 'canceled' | 'error';
 
-export interface FieldInfo {
-  name: string;
-  /** PostgreSQL type OID of the column. */
-  dataTypeID: number;
-  dataTypeSize: number;
-  dataTypeModifier: number;
-  tableID: number;
-  columnID: number;
-}
-
 /** A row's values in text format (null for NULL): what the library hands out. */
 export type RawRow = (string | null)[];
-
-export interface Notice extends ServerMessageFields {
-  message: string;
-}
 
 export interface Progress {
   /** 0..100, or -1 before any report. */
@@ -71,7 +58,7 @@ interface Waiter {
   resolve(): void;
 }
 
-export class Job {
+export class Job implements WorkerJob {
   state: JobState = 'starting';
   pid = 0;
   readonly launchedAt = new Date();
@@ -104,7 +91,6 @@ export class Job {
   #counts: number[] = [];
   #head = 0;
   #bufferedBytes = 0;
-  #bufferedRows = 0;
   #paused = false;
   #waiters: Waiter[] = [];
   #ended = false;
@@ -145,10 +131,6 @@ export class Job {
     return this.#bufferedBytes;
   }
 
-  get bufferedRows(): number {
-    return this.#bufferedRows;
-  }
-
   markRunning(pid: number): void {
     this.pid = pid;
     this.state = 'running';
@@ -170,7 +152,6 @@ export class Job {
     this.#rows.push(run);
     this.#counts.push(count);
     this.#bufferedBytes += run.length;
-    this.#bufferedRows += count;
     if (!this.#paused && this.#bufferedBytes >= this.queueSize) {
       this.#paused = true;
       this.onFull();
@@ -186,7 +167,6 @@ export class Job {
         for (const tag of tags) {
           this.#rows.push(encodeDataRow([tag]));
           this.#counts.push(1);
-          this.#bufferedRows++;
         }
       }
     }
@@ -218,11 +198,6 @@ export class Job {
   chargeTo(account: MemoryAccount, queueBytes: number): void {
     this.#account = account;
     this.#queueCharge = queueBytes;
-  }
-
-  /** The bytes of its login's budget the job holds now. */
-  get charged(): number {
-    return this.#queueCharge + this.#noticeCharge;
   }
 
   /** Nobody will read the job any more: give back all it holds of its login's budget, and keep no more notices. */
@@ -278,7 +253,6 @@ export class Job {
     this.#counts = [];
     this.#head = 0;
     this.#bufferedBytes = 0;
-    this.#bufferedRows = 0;
     this.#resumeIfPaused();
     this.#wake();
   }
@@ -293,21 +267,12 @@ export class Job {
     while (end < this.#rows.length && (rows === 0 || rows + this.#counts[end]! <= max)) rows += this.#counts[end++]!;
     if (end === this.#head) return [];
     const taken = this.#rows.slice(this.#head, end);
-    this.#consume(end, taken, rows);
+    this.#consume(end, taken);
     return taken;
   }
 
-  /** Takes the next buffered run, or undefined when none is buffered right now. */
-  takeRow(): RowRun | undefined {
-    if (this.#head >= this.#rows.length) return undefined;
-    const run = this.#rows[this.#head]!;
-    this.#consume(this.#head + 1, [run], this.#counts[this.#head]!);
-    return run;
-  }
-
-  #consume(end: number, taken: RowRun[], rows: number): void {
+  #consume(end: number, taken: RowRun[]): void {
     for (const run of taken) this.#bufferedBytes -= run.length;
-    this.#bufferedRows -= rows;
     if (end === this.#rows.length) {
       this.#rows = [];
       this.#counts = [];

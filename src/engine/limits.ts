@@ -1,5 +1,5 @@
 /** Defaults and bounds of the pg_background settings, and their validation. */
-import { errors, PgbgError, SqlState } from './errors.js';
+import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 
 export const MAX_WORKERS = { default: 16, min: 1, max: 1000 } as const;
 export const QUEUE_SIZE = { default: 64 * 1024, min: 4 * 1024, max: 256 * 1024 * 1024 } as const;

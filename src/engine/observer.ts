@@ -2,7 +2,7 @@
  * What the engine tells an observer about each job: enough to keep a journal
  * (the server's) without reaching into engine internals.
  */
-import type { Entry } from './session.js';
+import type { Entry } from './core.js';
 import { sqlPreview } from '../sql/classify.js';
 
 export interface JobRecord {

@@ -1,6 +1,7 @@
 /** Text-format values to JavaScript values, with node-postgres' type parsers. */
 import pg from 'pg';
-import type { FieldInfo, RawRow } from './job.js';
+import type { FieldInfo } from '../protocol/messages.js';
+import type { RawRow } from './job.js';
 
 /** A function that parses one raw row; the type parsers are looked up once per result. */
 export function rowParser<R>(fields: FieldInfo[], mode: 'object' | 'array'): (row: RawRow) => R {

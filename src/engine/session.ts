@@ -6,43 +6,27 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
-import { errors, PgbgError, SqlState } from './errors.js';
+import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import { Job, type RawRow } from './job.js';
-import { decodeDataRow, splitRowRun, type RowRun } from './data-row.js';
+import { decodeDataRow, splitRowRun, type RowRun } from '../protocol/data-row.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
 } from './types.js';
-import type { Engine as EngineCore } from './engine.js';
+import type { EngineCore, Entry } from './core.js';
 import { executeJob } from './execute.js';
 import { classifyStatements, sqlPreview } from '../sql/classify.js';
 import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
-import type { WorkerConnection } from '../workers/worker.js';
 import { rowParser } from './rows.js';
-
-/** A tracked job and what only the session knows about it. */
-export interface Entry {
-  readonly job: Job;
-  readonly cookie: bigint;
-  readonly context: LaunchContext;
-  readonly login: Login;
-  /** Ends a launch still waiting for a worker. */
-  readonly abort: AbortController;
-  /** The worker running the job, once it has one. */
-  worker?: WorkerConnection | undefined;
-  /** Set once execution has settled (worker released). */
-  settled: Promise<void>;
-  /** The worker timeout that applies, in ms (0 = none). */
-  timeoutMs: number;
-  timedOut: boolean;
-}
 
 export interface SessionInit {
   login: Login;
   launcher?: pg.ClientBase | undefined;
   context?: LaunchContext | undefined;
   settings?: Partial<SessionSettings> | undefined;
+  /** Called once, when the session closes. */
+  onClose?: (() => void) | undefined;
 }
 
 const CONSUMED_MEMORY = 1024;
@@ -278,7 +262,7 @@ export class Session {
       entry.job.releaseMemory();
     }
     this.#entries.clear();
-    this.core.forgetSession(this);
+    this.init.onClose?.();
   }
 
   async #launch(sql: string, options: LaunchOptions, resultsDisabled: boolean): Promise<Handle> {

@@ -1,5 +1,6 @@
 /** The public shapes of the engine's API. */
-import type { FieldInfo, JobState, Notice, Progress, RawRow } from './job.js';
+import type { FieldInfo, Notice } from '../protocol/messages.js';
+import type { JobState, Progress, RawRow } from './job.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
 

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 import { CARRIED_SETTINGS } from '../sql/carried-settings.js';
 
 export interface Endpoint {

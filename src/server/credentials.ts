@@ -10,8 +10,8 @@
  */
 import type pg from 'pg';
 import pgpass from 'pgpass/lib/helper.js';
-import { PgbgError, SqlState } from '../engine/errors.js';
-import { readPrivateFile } from './private-file.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
+import { readPrivateFile } from '../util/private-file.js';
 import type { CredentialsFor } from './sql-api-handler.js';
 
 export interface CredentialOptions {

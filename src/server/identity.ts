@@ -9,9 +9,9 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { freePort } from '../embedded/postgres.js';
+import { freePort } from '../util/free-port.js';
 import type { Endpoint } from '../install/install.js';
-import { readPrivateFileIfExists, writePrivateFile } from './private-file.js';
+import { readPrivateFileIfExists, writePrivateFile } from '../util/private-file.js';
 
 export interface ServerIdentity {
   port: number;

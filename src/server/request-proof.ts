@@ -10,7 +10,7 @@
  * and a proof is good for one body, on one connection (its nonce), once (its seq).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 
 export interface SignedRequest {
   seq: bigint;

@@ -51,8 +51,6 @@ export interface RunningServer {
   readonly engine: Engine;
   /** Jobs earlier runs left unfinished, now marked lost in the journal. */
   readonly lost: LostJob[];
-  /** Times memory was released after a quiet period (see releaseMemoryAfterMs). */
-  readonly memoryReleases: number;
   /** Stops accepting, lets running jobs finish for up to `graceMs`, cancels the rest and reports. */
   stop(graceMs: number): Promise<ShutdownReport>;
 }
@@ -118,9 +116,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port: wire.port,
     engine,
     lost,
-    get memoryReleases() {
-      return memory?.releases ?? 0;
-    },
     stop(graceMs) {
       stopping ??= (async () => {
         memory?.stop();

@@ -15,7 +15,7 @@
  */
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
-import { errors, PgbgError, SqlState } from '../engine/errors.js';
+import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import type { Session } from '../engine/session.js';
 import type { HandleRef, Notice } from '../engine/types.js';
 import { makeLogin, type Login } from '../workers/pool.js';

@@ -6,7 +6,7 @@
  * backend once.
  */
 import { z } from 'zod';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 
 const handle = {
   pid: z.number().int(),

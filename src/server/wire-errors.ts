@@ -8,7 +8,7 @@
  * its message may contain internals (paths, connection strings).
  */
 import type { Logger } from 'pino';
-import { FIELD_NAMES, SqlState, type ServerMessageFields } from '../engine/errors.js';
+import { FIELD_NAMES, SqlState, type ServerMessageFields } from '../protocol/errors.js';
 import type { MessageFields } from './wire-messages.js';
 
 /**

@@ -12,7 +12,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Writer } from 'pg-protocol/dist/buffer-writer.js';
-import { encodeDataRow } from '../engine/data-row.js';
+import { encodeDataRow } from '../protocol/data-row.js';
 
 /** The ErrorResponse/NoticeResponse field a name maps to (protocol-error-fields.html). */
 const FIELD_CODES = {

@@ -8,8 +8,8 @@
  * instead of filling our memory.
  */
 import type { Logger } from 'pino';
-import { PgbgError, SqlState } from '../engine/errors.js';
-import type { WireConnection, WireHandler, WireResult } from './wire.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
+import type { WireConnection, WireHandler, WireResult } from './wire-types.js';
 import { errorFieldsFor } from './wire-errors.js';
 import { commandComplete, dataRow, emptyQueryResponse, errorResponse, readyForQuery, rowDescription } from './wire-messages.js';
 import { BATCH_BYTES, type WireOutput } from './wire-socket.js';

@@ -14,8 +14,8 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { PostgresConnection, ServerStep, type ConnectionState, type MessageResponse, type ScramSha256Data } from 'pg-gateway';
 import type { Logger } from 'pino';
-import { PgbgError, SqlState } from '../engine/errors.js';
-import type { WireConnection, WireHandler } from './wire.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
+import type { WireConnection, WireHandler } from './wire-types.js';
 import { scramAuthOptions, type WireAuthenticate } from './wire-auth.js';
 import {
   backendKeyData,

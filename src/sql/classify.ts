@@ -4,7 +4,7 @@
  * quotes and DO bodies are never mistaken for statements.
  */
 import type { DefElem, Node } from 'libpg-query';
-import { errors } from '../engine/errors.js';
+import { errors } from '../protocol/errors.js';
 
 export interface StatementPlan {
   /** Number of top-level statements the server will run (0 for an empty/comment-only string). */

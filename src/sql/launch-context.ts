@@ -7,7 +7,7 @@
  * any of its SQL runs.
  */
 import pg from 'pg';
-import { WORKER_MARKER_SETTING } from '../engine/progress.js';
+import { WORKER_MARKER_SETTING } from '../protocol/progress.js';
 import { CARRIED_SETTINGS } from './carried-settings.js';
 
 export interface LaunchContext {

@@ -16,7 +16,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
-import { errors, PgbgError } from '../engine/errors.js';
+import { errors, PgbgError } from '../protocol/errors.js';
 import { WorkerConnection } from './worker.js';
 
 export interface PoolOptions {
@@ -249,19 +249,6 @@ export class WorkerPool {
         bucket.resetting.delete(worker);
         this.#discard(worker, bucket);
       });
-  }
-
-  /** Runs engine SQL (terminate, lock checks) on a connection of `login`. */
-  async withConnection<T>(login: Login, fn: (w: WorkerConnection) => Promise<T>): Promise<T> {
-    const worker = await this.acquire(login);
-    let ok = false;
-    try {
-      const value = await fn(worker);
-      ok = true;
-      return value;
-    } finally {
-      this.release(worker, ok);
-    }
   }
 
   async close(): Promise<void> {

@@ -1,18 +1,41 @@
 /**
  * A worker: one PostgreSQL connection owned by the engine, logged in as the
  * launcher's user. It runs one job at a time with the simple Query protocol,
- * relaying messages to the job through a ResultTracker, and can stop reading
- * its socket so the backend waits (backpressure).
+ * relaying the result's messages to a ResultSink and the notices to the job,
+ * and can stop reading its socket so the backend waits (backpressure).
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { FieldInfo, Job } from '../engine/job.js';
-import { PROGRESS_SQLSTATE, parseProgress } from '../engine/progress.js';
-import { ResultTracker } from './result-tracker.js';
+import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
+import type { FieldInfo, Notice } from '../protocol/messages.js';
+import { PROGRESS_SQLSTATE, parseProgress } from '../protocol/progress.js';
 import { sendCancelRequest } from './cancel.js';
 import { RelaySocket } from './relay-socket.js';
 import { withDeadline } from './with-deadline.js';
-import { encodeDataRow } from '../engine/data-row.js';
+
+/**
+ * Where the messages of a job's query go, one by one, in the order the
+ * backend sent them (the engine's ResultTracker decides which are the job's
+ * result).
+ */
+export interface ResultSink {
+  rowDescription(fields: FieldInfo[]): void;
+  /** One DataRow message, or a run of `count` of them. */
+  dataRow(run: RowRun, count?: number): void;
+  commandComplete(tag: string): void;
+  /** An empty query string. */
+  emptyQuery(): void;
+}
+
+/** A job as its worker sees it (the engine's Job). */
+export interface WorkerJob {
+  /** Set by the worker while it runs the job: called when the job's buffer is full… */
+  onFull: () => void;
+  /** …and when it has room again. */
+  onDrain: () => void;
+  setProgress(pct: number, message: string | null): void;
+  addNotice(notice: Notice): void;
+}
 
 export interface RunOutcome {
   /** The first error the server sent for this query, if any. */
@@ -26,7 +49,6 @@ export interface RunOutcome {
 interface ProtocolMessage {
   fields?: unknown[];
   text?: string;
-  status?: string;
 }
 
 /** node-postgres runs any object with `submit` as a query; this one feeds a job. */
@@ -36,7 +58,7 @@ class JobSubmission {
 
   constructor(
     private readonly text: string,
-    private readonly tracker: ResultTracker,
+    private readonly tracker: ResultSink,
     private readonly settle: (outcome: RunOutcome) => void,
     private readonly txStatus: () => string | undefined,
     /** Given, the reset is sent in the same write as the job; called as it is. */
@@ -114,10 +136,7 @@ export interface WorkerOptions {
   logger: Logger;
 }
 
-let nextWorkerId = 1;
-
 export class WorkerConnection {
-  readonly id = nextWorkerId++;
   readonly createdAt = Date.now();
   jobsRun = 0;
   lastUsed = Date.now();
@@ -126,7 +145,7 @@ export class WorkerConnection {
   /** A CancelRequest was sent: it may land late, so this connection is never reused. */
   cancelSent = false;
   #alive = true;
-  #job: Job | undefined;
+  #job: WorkerJob | undefined;
   #paused = false;
   #reset: Promise<boolean> | undefined;
 
@@ -161,12 +180,8 @@ export class WorkerConnection {
     return this.#alive;
   }
 
-  get busy(): boolean {
-    return this.#job !== undefined;
-  }
-
   /** Runs `text` for `job`; resolves at ReadyForQuery or when the connection is lost. */
-  run(job: Job, text: string, tracker: ResultTracker): Promise<RunOutcome> {
+  run(job: WorkerJob, text: string, tracker: ResultSink): Promise<RunOutcome> {
     this.#job = job;
     this.jobsRun++;
     job.onFull = () => this.#pause();

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import type { NoticeMessage } from 'pg-protocol/dist/messages.js';
 import { pino } from 'pino';
-import { PgbgError } from '../../src/engine/errors.js';
+import { PgbgError } from '../../src/protocol/errors.js';
 import { startWireServer, type WireConnection, type WireHandler, type WireServer } from '../../src/server/wire.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
 

@@ -1,7 +1,7 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { classifyStatements, loadClassifier, sqlPreview } from '../../src/sql/classify.js';
-import { PgbgError } from '../../src/engine/errors.js';
+import { PgbgError } from '../../src/protocol/errors.js';
 
 before(async () => {
   // Concurrent first calls must share one load.

@@ -1,16 +1,16 @@
 import { RelaySocket } from '../../src/workers/relay-socket.js';
 import { DataRowSplitter } from '../../src/workers/data-row-splitter.js';
-import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/engine/data-row.js';
+import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/protocol/data-row.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CookieIssuer, cookiesEqual, parseCookie } from '../../src/engine/cookie.js';
 import { Job, COMMAND_TAG_FIELD } from '../../src/engine/job.js';
 import { parseMemorySetting, parseTimeSetting, resolveQueueSize } from '../../src/engine/limits.js';
-import { ResultTracker } from '../../src/workers/result-tracker.js';
+import { ResultTracker } from '../../src/engine/result-tracker.js';
 import { withDeadline } from '../../src/workers/with-deadline.js';
 import { makeLogin } from '../../src/workers/pool.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from '../../src/engine/budget.js';
-import type { PgbgError } from '../../src/engine/errors.js';
+import type { PgbgError } from '../../src/protocol/errors.js';
 
 const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
 
@@ -68,21 +68,29 @@ describe('row runs in the job buffer', () => {
     const run = Buffer.concat(rows);
     job.pushRow(run, rows.length);
     assert.equal(job.rowsReceived, 40);
-    assert.equal(job.bufferedRows, 40);
     assert.equal(job.bufferedBytes, run.length);
     assert.equal(full, run.length >= 4096 ? 1 : 0, 'full once its bytes reach the queue size');
     for (let i = 0; i < 3; i++) job.pushRow(encodeDataRow([`single ${i}`]));
-    assert.equal(job.bufferedRows, 43);
+    assert.equal(job.rowsReceived, 43);
     // At least one whole run, even past max; then single rows up to max.
     assert.deepEqual(job.takeRows(10), [run]);
-    assert.equal(job.bufferedRows, 3);
     assert.equal(drained, full, 'resumed once half the queue was taken');
     const two = job.takeRows(2);
     assert.deepEqual(two.flatMap(splitRowRun).map(decodeDataRow), [['single 0'], ['single 1']]);
-    assert.equal(job.bufferedRows, 1);
     assert.deepEqual(job.takeRows(100).flatMap(splitRowRun).map(decodeDataRow), [['single 2']]);
     assert.equal(job.bufferedBytes, 0);
     assert.deepEqual(job.takeRows(100), []);
+  });
+
+  test('a run counts as all its rows against max: 40 rows and one more are 41', () => {
+    const job = new Job('SELECT', 1 << 20, false);
+    const run = Buffer.concat(Array.from({ length: 40 }, (_, i) => encodeDataRow([String(i)])));
+    job.pushRow(run, 40);
+    for (let i = 0; i < 2; i++) job.pushRow(encodeDataRow([`single ${i}`]));
+    const taken = job.takeRows(41);
+    assert.deepEqual(taken.slice(0, 1), [run]);
+    assert.deepEqual(taken.slice(1).flatMap(splitRowRun).map(decodeDataRow), [['single 0']]);
+    assert.deepEqual(job.takeRows(100).flatMap(splitRowRun).map(decodeDataRow), [['single 1']]);
   });
 });
 
@@ -154,7 +162,7 @@ describe('login memory budgets', () => {
 describe('result tracking (pure, message by message)', () => {
   const drain = (job: Job) => {
     const rows = [];
-    for (let r = job.takeRow(); r; r = job.takeRow()) rows.push(decodeDataRow(r));
+    for (let r = job.takeRows(1); r.length > 0; r = job.takeRows(1)) rows.push(...r.flatMap(splitRowRun).map(decodeDataRow));
     return rows;
   };
 
@@ -200,10 +208,10 @@ describe('result tracking (pure, message by message)', () => {
     assert.equal(paused, 1);
     assert.ok(job.stalled);
     // Rows of the socket read already under way still arrive: 100 rows are buffered.
-    while (job.bufferedBytes > 4096 / 2 + 200) job.takeRow();
+    while (job.bufferedBytes > 4096 / 2 + 200) job.takeRows(1);
     assert.equal(resumed, 0, 'not resumed while more than half the queue is buffered');
-    job.takeRow();
-    job.takeRow();
+    job.takeRows(1);
+    job.takeRows(1);
     assert.equal(resumed, 1);
     assert.ok(!job.stalled);
   });
@@ -216,7 +224,8 @@ describe('result tracking (pure, message by message)', () => {
     t.rowDescription([field('a')]);
     for (let i = 0; i < 1000; i++) t.dataRow(encodeDataRow(['x'.repeat(100)]));
     assert.equal(paused, 0);
-    assert.equal(job.bufferedRows, 0);
+    assert.equal(job.bufferedBytes, 0);
+    assert.deepEqual(job.takeRows(Infinity), [], 'no row is buffered');
     assert.equal(job.rowsReceived, 1000);
   });
 });

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { RelaySocket } from '../../src/workers/relay-socket.js';
-import { encodeDataRow } from '../../src/engine/data-row.js';
+import { encodeDataRow } from '../../src/protocol/data-row.js';
 
 const ROW = encodeDataRow(['x'.repeat(1000)]);
 /** About what a backend sends at once: 8 kB of rows. */

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RunSlabs, SLAB_BYTES } from '../../src/workers/run-slabs.js';
 import { RelaySocket } from '../../src/workers/relay-socket.js';
-import { encodeDataRow } from '../../src/engine/data-row.js';
+import { encodeDataRow } from '../../src/protocol/data-row.js';
 
 const filled = (n: number, byte: number) => Buffer.alloc(n, byte);
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { PgbgError } from '../../src/engine/errors.js';
+import { PgbgError } from '../../src/protocol/errors.js';
 import { parseScramVerifier, saslPrep } from '../../src/server/wire-auth.js';
 import { errorFieldsFor, hasSqlState, isSqlState } from '../../src/server/wire-errors.js';
 import { parseSet } from '../../src/server/wire-query.js';

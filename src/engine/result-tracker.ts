@@ -7,10 +7,12 @@
  *
  * Pure: no sockets, no timers — the worker connection feeds it.
  */
-import type { RowRun } from '../engine/data-row.js';
-import type { FieldInfo, Job } from '../engine/job.js';
+import type { RowRun } from '../protocol/data-row.js';
+import type { FieldInfo } from '../protocol/messages.js';
+import type { ResultSink } from '../workers/worker.js';
+import type { Job } from './job.js';
 
-export class ResultTracker {
+export class ResultTracker implements ResultSink {
   #index = 0;
   #currentHasRows = false;
   #pendingTags: string[] = [];

@@ -68,7 +68,3 @@ export function decodeDataRow(row: DataRow): (string | null)[] {
   }
   return values;
 }
-
-export function isDataRow(bytes: Buffer): boolean {
-  return bytes.length >= 7 && bytes[0] === DATA_ROW;
-}

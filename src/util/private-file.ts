@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { PgbgError, SqlState } from '../engine/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 
 /** Reads a private file; `what` names it in errors (e.g. "credentials file"). Missing or unreadable: 22023. */
 export function readPrivateFile(file: string, what = 'file'): string {

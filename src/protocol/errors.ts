@@ -115,8 +115,6 @@ export const errors = {
   transactionControl: () =>
     new PgbgError(SqlState.featureNotSupported, 'transaction control statements are not allowed in pg_background'),
   copy: () => new PgbgError(SqlState.featureNotSupported, 'COPY protocol not allowed in pg_background'),
-  rowtypeMismatch: (detail?: string) =>
-    new PgbgError(SqlState.datatypeMismatch, 'remote query result rowtype does not match the specified FROM clause rowtype', detail ? { detail } : {}),
   lostConnection: (pid: number, detail?: string) =>
     new PgbgError(SqlState.connectionFailure, `lost connection to worker process with PID ${pid}`, detail ? { detail } : {}),
   noCapacity: (hint: string, detail?: string) =>
@@ -126,6 +124,4 @@ export const errors = {
       detail: `Its unread results may hold ${held} bytes (their queue sizes and notices) and this launch asks for ${asked} more; the budget is ${limit} bytes (maxQueueBytesPerLogin).`,
       hint: 'Read or detach earlier results, launch with a smaller queue_size, or raise the budget (pgbg serve --max-queue-bytes-per-login).',
     }),
-  progressOutsideWorker: () =>
-    new PgbgError(SqlState.featureNotSupported, 'pg_background_progress can only be called from a background worker'),
 } as const;
