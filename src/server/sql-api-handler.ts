@@ -55,11 +55,6 @@ interface Bound {
   noticesRaised: Map<number, number>;
 }
 
-/** The endpoint login of a role: `r` and its OID. */
-export function loginOf(roleOid: number): string {
-  return `r${roleOid}`;
-}
-
 /** The role OID of an endpoint login, or undefined. */
 export function roleOfLogin(user: string): number | undefined {
   const m = /^r([1-9]\d{0,9})$/.exec(user);
