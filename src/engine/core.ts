@@ -27,6 +27,8 @@ export interface Entry {
   /** The worker timeout that applies, in ms (0 = none). */
   timeoutMs: number;
   timedOut: boolean;
+  /** How many of the job's notices were handed out already (deliverNotices). */
+  noticesDelivered: number;
 }
 
 /** The engine as its sessions and job execution use it. */

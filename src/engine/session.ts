@@ -11,7 +11,7 @@ import { Job, type RawRow } from './job.js';
 import { decodeDataRow, splitRowRun, type RowRun } from '../protocol/data-row.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
-  FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats,
+  FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
 } from './types.js';
 import type { EngineCore, Entry } from './core.js';
 import { executeJob } from './execute.js';
@@ -39,6 +39,8 @@ export class Session {
   readonly #entries = new Map<number, Entry>();
   /** pid → cookie of handles whose results were read, so a second read says "consumed". */
   readonly #consumed = new Map<number, bigint>();
+  /** Notices of results read, by pid, until handed out (deliverNotices). */
+  readonly #undeliveredNotices = new Map<number, Notice[]>();
   #reserved = 0;
   #closed = false;
   #stats = { launched: 0, completed: 0, failed: 0, canceled: 0, totalMs: 0, timed: 0 };
@@ -245,9 +247,48 @@ export class Session {
     };
   }
 
-  /** The tracked job behind a handle (for the SQL API's checks). */
+  /**
+   * The result once the job has ended or filled its queue — what one read can take
+   * at once: its columns, how many notices are still to hand out (-1 while the job
+   * runs: more may come), and — when the job has ended and its rows take at most
+   * `inlineBytes` — the rows themselves (the result is then consumed).
+   */
+  async resultWhenReady(ref: HandleRef, { inlineBytes }: { inlineBytes: number }): Promise<ReadyResult> {
+    const fields = await this.describe(ref);
+    await this.awaitRows(ref);
+    const entry = this.#lookup(ref, { allowConsumed: false });
+    const { job } = entry;
+    const undeliveredNotices = job.ended ? job.notices.length - entry.noticesDelivered : -1;
+    const inline = job.ended && fields.length > 0 && job.bufferedBytes <= inlineBytes;
+    return { fields, undeliveredNotices, rows: inline ? await this.rawResult(ref) : undefined };
+  }
+
+  /**
+   * The job's notices not handed out yet, once each: after a wait, or after its
+   * result was read (kept a while for that: the reader asks right after the rows).
+   */
+  deliverNotices(pid: number): Notice[] {
+    const kept = this.#undeliveredNotices.get(pid);
+    if (kept) {
+      this.#undeliveredNotices.delete(pid);
+      return kept;
+    }
+    const entry = this.#entries.get(pid);
+    if (!entry) return [];
+    const notices = entry.job.notices.slice(entry.noticesDelivered);
+    entry.noticesDelivered = entry.job.notices.length;
+    return notices;
+  }
+
+  /** The tracked job behind a handle: what a test looks into (the SQL API uses the operations above). */
   entry(ref: HandleRef): Entry {
     return this.#lookup(ref, { allowConsumed: true });
+  }
+
+  /** Who owns the job: the role it runs as, and the login of its workers; undefined for an unknown pid. */
+  owner(pid: number): { roleOid: number | undefined; login: Login } | undefined {
+    const entry = this.#entries.get(pid);
+    return entry ? { roleOid: entry.context.roleOid, login: entry.login } : undefined;
   }
 
   /**
@@ -290,6 +331,7 @@ export class Session {
         settled: Promise.resolve(),
         timeoutMs: this.settings.workerTimeoutMs > 0 ? this.settings.workerTimeoutMs : context.statementTimeoutMs,
         timedOut: false,
+        noticesDelivered: 0,
       };
       const worker = await this.core.pool.acquire(entry.login, new Set(this.#entries.keys()), entry.abort.signal);
       entry.worker = worker;
@@ -364,6 +406,14 @@ export class Session {
     if (consumed) {
       this.#consumed.set(pid, entry.cookie);
       if (this.#consumed.size > CONSUMED_MEMORY) this.#consumed.delete(this.#consumed.keys().next().value!);
+      // Its reader asks for the notices right after the rows (deliverNotices).
+      const left = entry.job.notices.slice(entry.noticesDelivered);
+      if (left.length > 0) {
+        this.#undeliveredNotices.set(pid, left);
+        if (this.#undeliveredNotices.size > CONSUMED_MEMORY) this.#undeliveredNotices.delete(this.#undeliveredNotices.keys().next().value!);
+      }
+    } else {
+      this.#undeliveredNotices.delete(pid);
     }
   }
 

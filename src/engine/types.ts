@@ -87,6 +87,15 @@ export interface SessionStats {
 }
 
 /** Raw access to a job's result: text values and field metadata (what the SQL API relays). */
+/** What Session.resultWhenReady answers. */
+export interface ReadyResult {
+  fields: FieldInfo[];
+  /** Notices still to hand out (deliverNotices); -1 while the job runs. */
+  undeliveredNotices: number;
+  /** The rows, when they came along (the result is then consumed). */
+  rows: RawResult | undefined;
+}
+
 export interface RawResult {
   fields: FieldInfo[];
   rows: AsyncIterable<RawRow>;

@@ -17,7 +17,7 @@ import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import type { Session } from '../engine/session.js';
-import type { HandleRef, Notice } from '../engine/types.js';
+import type { HandleRef, RawResult } from '../engine/types.js';
 import { makeLogin, type Login } from '../workers/pool.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { answerMac, badProof, helloApplicationName, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
@@ -46,13 +46,6 @@ interface Bound {
   session: Session;
   /** The caller's backend pid: lets the engine detect a caller waiting on its own lock. */
   backendPid: number;
-  /**
-   * Notices of results already relayed, by pid, until the wrapper fetches them:
-   * dblink does not pass remote notices on, so the wrapper re-raises them.
-   */
-  notices: Map<number, Notice[]>;
-  /** How many of a job's notices a wait already re-raised, by pid: its result does not repeat them. */
-  noticesRaised: Map<number, number>;
 }
 
 /** The role OID of an endpoint login, or undefined. */
@@ -184,7 +177,7 @@ export class SqlApiHandler implements WireHandler {
       this.#sessions.set(sessionKey, entry);
     }
     entry.connections++;
-    const bound: Bound = { key: sessionKey, session: entry.session, backendPid: req.backend_pid, notices: new Map(), noticesRaised: new Map() };
+    const bound: Bound = { key: sessionKey, session: entry.session, backendPid: req.backend_pid };
     conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, bound } satisfies Caller);
     this.#nonces.add(req.nonce);
     return { commandTag: 'HELLO' };
@@ -222,47 +215,30 @@ export class SqlApiHandler implements WireHandler {
   async #describeResult(req: Extract<Request, { op: 'describe_result' }>, caller: Caller, verified: Verified, signal: AbortSignal): Promise<WireResult | WireResult[]> {
     const { session } = caller.bound;
     await this.#checkOwner(session, req.pid, verified.role);
-    const handle = ref(req);
-    const fields = await unlessAborted(session.describe(handle), signal);
-    await unlessAborted(session.awaitRows(handle), signal);
-    const job = session.entry(handle).job;
-    const inline = job.ended && fields.length > 0 && job.bufferedBytes <= INLINE_RESULT_BYTES;
-    const pending = pendingNotices(job, caller.bound, req.pid);
+    const ready = await unlessAborted(session.resultWhenReady(ref(req), { inlineBytes: INLINE_RESULT_BYTES }), signal);
+    const pending = String(ready.undeliveredNotices);
+    const inline = ready.rows !== undefined;
     // The wrapper builds its column list from these types, so they must be seen to be ours.
-    const vouched = `${fields.map((f, i) => `${i + 1}:${f.dataTypeID}`).join(',')};${pending};${inline ? 't' : 'f'}`;
+    const vouched = `${ready.fields.map((f, i) => `${i + 1}:${f.dataTypeID}`).join(',')};${pending};${inline ? 't' : 'f'}`;
     const mac = answerMac(verified.role.proofKey, caller.nonce, verified.seq, vouched);
     const columns = rows(
       [['position', INT4], ['name', TEXT], ['type_oid', OID], ['notices', INT4], ['inline', BOOL], ['mac', TEXT]],
-      fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f', mac]),
+      ready.fields.map((f, i) => [String(i + 1), f.name, String(f.dataTypeID), pending, inline ? 't' : 'f', mac]),
       'SELECT',
     );
-    return inline ? [columns, await this.#result(req, caller.bound)] : columns;
+    return ready.rows ? [columns, relayed(ready.rows)] : columns;
   }
 
   /** A caller whose role lacks the owner role's privileges may not touch its worker. */
   async #checkOwner(session: Session, pid: number, role: RoleKey): Promise<void> {
-    let entry;
-    try {
-      entry = session.entry({ pid });
-    } catch {
-      return; // unknown or consumed handles get their own errors from the operation
-    }
-    if (!(await this.#mayTouch(entry.context.roleOid, entry.login, role))) throw errors.permissionDenied(pid);
+    const owner = session.owner(pid);
+    // Unknown or consumed handles get their own errors from the operation.
+    if (owner && !(await this.#mayTouch(owner.roleOid, owner.login, role))) throw errors.permissionDenied(pid);
   }
 
   async #mayTouch(owner: number | undefined, login: Login, role: RoleKey): Promise<boolean> {
     if (owner === undefined || owner === role.roleOid) return true;
     return this.#engine.hasPrivilegesOf(login, role.roleOid, owner);
-  }
-
-  async #result(req: { pid: number; cookie?: string | undefined }, bound: Bound): Promise<WireResult> {
-    const raw = await bound.session.rawResult(ref(req));
-    const pending = raw.notices.slice(bound.noticesRaised.get(req.pid) ?? 0);
-    // Kept only when there is something to fetch: a wrapper told "none" never asks.
-    if (pending.length > 0) bound.notices.set(req.pid, pending);
-    else bound.notices.delete(req.pid);
-    bound.noticesRaised.delete(req.pid);
-    return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), dataRows: raw.dataRows, commandTag: 'SELECT' };
   }
 
   async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
@@ -284,10 +260,10 @@ export class SqlApiHandler implements WireHandler {
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
       }
       case 'result':
-        return this.#result(req, bound);
+        return relayed(await session.rawResult(ref(req)));
       case 'notices': {
-        const notices = bound.notices.get(req.pid) ?? [];
-        bound.notices.delete(req.pid);
+        // dblink does not pass remote notices on: the wrapper asks for them after the rows or a wait, and raises them.
+        const notices = session.deliverNotices(req.pid);
         return rows(
           [['severity', TEXT], ['message', TEXT], ['detail', TEXT], ['hint', TEXT]],
           notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
@@ -296,19 +272,13 @@ export class SqlApiHandler implements WireHandler {
       }
       case 'detach':
         session.detach(ref(req));
-        bound.noticesRaised.delete(req.pid);
         return { commandTag: 'DETACH' };
       case 'cancel':
         await session.cancel(ref(req), { graceMs: req.grace_ms });
         return { commandTag: 'CANCEL' };
-      case 'wait': {
+      case 'wait':
         await session.wait(ref(req));
-        const all = session.entry(ref(req)).job.notices;
-        const pending = all.slice(bound.noticesRaised.get(req.pid) ?? 0);
-        if (pending.length > 0) bound.notices.set(req.pid, pending);
-        bound.noticesRaised.set(req.pid, all.length);
         return { commandTag: 'WAIT' };
-      }
       case 'wait_timeout':
         return one([['finished', BOOL]], [(await session.waitTimeout(ref(req), req.timeout_ms)) ? 't' : 'f']);
       case 'progress': {
@@ -319,7 +289,8 @@ export class SqlApiHandler implements WireHandler {
         // Only the jobs of roles whose privileges the caller has: others' SQL is not the caller's to see.
         const visible = [];
         for (const j of session.list()) {
-          if (await this.#mayTouch(j.roleOid ?? undefined, session.entry({ pid: j.pid }).login, role)) visible.push(j);
+          const owner = session.owner(j.pid);
+          if (owner && (await this.#mayTouch(owner.roleOid, owner.login, role))) visible.push(j);
         }
         return rows(
           [['pid', INT4], ['cookie', INT8], ['launched_at', TIMESTAMPTZ], ['user_id', OID], ['queue_size', INT4], ['state', TEXT], ['sql_preview', TEXT], ['last_error', TEXT], ['consumed', BOOL]],
@@ -341,9 +312,9 @@ export class SqlApiHandler implements WireHandler {
   }
 }
 
-/** Notices still to raise once a job's rows are read; -1 while it runs (more may come). */
-function pendingNotices(job: { ended: boolean; notices: readonly unknown[] }, bound: Bound, pid: number): string {
-  return job.ended ? String(job.notices.length - (bound.noticesRaised.get(pid) ?? 0)) : '-1';
+/** A result's rows as the worker sent them, relayed without decoding. */
+function relayed(raw: RawResult): WireResult {
+  return { fields: raw.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID })), dataRows: raw.dataRows, commandTag: 'SELECT' };
 }
 
 function applySettings(session: Session, req: { max_workers?: number | undefined; default_queue_size?: number | undefined; worker_timeout_ms?: number | undefined }): void {
