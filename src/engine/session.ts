@@ -7,8 +7,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
-import { Job, type RawRow } from './job.js';
-import { decodeDataRow, splitRowRun, type RowRun } from '../protocol/data-row.js';
+import { Job } from './job.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
@@ -19,6 +18,7 @@ import { classifyStatements, sqlPreview } from '../sql/classify.js';
 import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
 import { rowParser } from './rows.js';
+import { resultStreams } from './result-streams.js';
 
 export interface SessionInit {
   login: Login;
@@ -30,8 +30,6 @@ export interface SessionInit {
 }
 
 const CONSUMED_MEMORY = 1024;
-/** Most rows handed over per batch by rawResult (the queue size bounds them too). */
-const BATCH_ROWS = 4096;
 const DEADLOCK_CHECK_MS = 250;
 
 export class Session {
@@ -110,38 +108,11 @@ export class Session {
       this.#forget(entry, true);
       throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
     }
-    const fields = job.fields;
-    const guard = (w: () => Promise<void>) => this.#guard(entry, w);
-    const failure = () => this.#failure(entry);
-    const forget = () => this.#forget(entry, true);
-    // Rows leave in the batches they are buffered in: a relay pays one await per batch, not per row.
-    async function* dataRows(): AsyncGenerator<RowRun[]> {
-      try {
-        while (true) {
-          const rows = job.takeRows(BATCH_ROWS);
-          if (rows.length > 0) {
-            yield rows;
-            continue;
-          }
-          if (job.ended) break;
-          await guard(() => job.changed());
-        }
-        const error = failure();
-        if (error) throw error;
-      } finally {
-        if (!job.ended) job.discard();
-        forget();
-      }
-    }
-    const wire = dataRows();
-    async function* batches(): AsyncGenerator<RawRow[]> {
-      for await (const batch of wire) yield batch.flatMap((run) => splitRowRun(run).map(decodeDataRow));
-    }
-    const batched = batches();
-    async function* rows(): AsyncGenerator<RawRow> {
-      for await (const batch of batched) yield* batch;
-    }
-    return { fields, rows: rows(), batches: batched, dataRows: wire, commandTags: () => job.commandTags, notices: job.notices };
+    return resultStreams(job, {
+      wait: (w) => this.#guard(entry, w),
+      failure: () => this.#failure(entry),
+      done: () => this.#forget(entry, true),
+    });
   }
 
   /**
