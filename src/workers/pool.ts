@@ -148,6 +148,7 @@ export class WorkerPool {
     let lastLimit: PgbgError | undefined;
     let queued = false;
     let pidClashes = 0;
+    let serverFull: boolean;
     try {
       for (let attempt = 0; ; attempt++) {
         if (this.#closed) throw errors.noCapacity('The pgbg engine is shutting down.');
@@ -162,6 +163,7 @@ export class WorkerPool {
           continue;
         }
         let limit = this.#capacityLimit(login);
+        serverFull = false;
         // Idle connections this caller may not take (their pids belong to its live, unread
         // handles) still count against the caps: replace one with a fresh connection instead
         // of failing "all connections busy" while every connection is idle.
@@ -185,6 +187,7 @@ export class WorkerPool {
           );
           // Our own idle connections of other logins hold server slots: give one back.
           this.#evictIdleOfOtherLogin(login.key);
+          serverFull = true;
         } else {
           lastLimit = limit;
         }
@@ -207,8 +210,10 @@ export class WorkerPool {
             lastLimit.detail,
           );
         }
-        // Woken by a release; a short poll also notices slots other clients freed.
-        await this.#nextWakeup(Math.min(remaining, 50 + attempt * 25, 500), signal);
+        // Our own caps free up only when one of our connections is released, which wakes this
+        // launch; slots of the server's max_connections that other clients free tell nobody,
+        // so only then does it poll.
+        await this.#nextWakeup(serverFull ? Math.min(remaining, 50 + attempt * 25, 500) : remaining, signal);
       }
     } finally {
       if (queued) this.#queued--;
@@ -349,16 +354,20 @@ export class WorkerPool {
 
   #sweep(): void {
     const now = Date.now();
+    let closed = 0;
     for (const bucket of this.#buckets.values()) {
       const keep: WorkerConnection[] = [];
       for (const w of bucket.idle) {
         if (!w.alive || now - w.lastUsed > this.options.idleTimeoutMs || now - w.createdAt > this.options.maxLifetimeMs) {
           this.#total--;
+          closed++;
           void w.close();
         } else keep.push(w);
       }
       bucket.idle = keep;
     }
+    // Room was made: queued launches look again.
+    if (closed > 0) this.#wake();
   }
 
   #bucket(key: string): Bucket {
