@@ -32,7 +32,7 @@ interface Caller {
   roleOid: number;
   nonce: string;
   lastSeq: bigint;
-  bound: Bound;
+  backend: CallerBackend;
 }
 
 /** A verified request: its role, and what the server vouches for its answer with. */
@@ -41,7 +41,8 @@ interface Verified {
   seq: bigint;
 }
 
-interface Bound {
+/** A caller backend: its engine session, shared by the roles that call from it. */
+interface CallerBackend {
   key: string;
   session: Session;
   /** The caller's backend pid: lets the engine detect a caller waiting on its own lock. */
@@ -99,7 +100,7 @@ export interface SqlApiHandlerOptions {
 }
 
 export class SqlApiHandler implements WireHandler {
-  readonly #sessions = new Map<string, { session: Session; connections: number }>();
+  readonly #backends = new Map<string, { session: Session; connections: number }>();
   readonly #logins = new Map<string, Login>();
   /** Nonces of the connections open now: a second hello with one is refused. */
   readonly #nonces = new Set<string>();
@@ -134,17 +135,17 @@ export class SqlApiHandler implements WireHandler {
     const caller = conn.state.get('caller') as Caller | undefined;
     if (!caller) return;
     this.#nonces.delete(caller.nonce);
-    const entry = this.#sessions.get(caller.bound.key);
+    const entry = this.#backends.get(caller.backend.key);
     if (!entry) return;
     entry.connections--;
     if (entry.connections === 0) {
-      this.#sessions.delete(caller.bound.key);
+      this.#backends.delete(caller.backend.key);
       entry.session.close();
     }
   }
 
   get sessionCount(): number {
-    return this.#sessions.size;
+    return this.#backends.size;
   }
 
   /** The request's role, once its proof and sequence number are good. */
@@ -171,14 +172,14 @@ export class SqlApiHandler implements WireHandler {
     // A backend's connections all close when it ends, and its session with them: a later backend
     // given the same pid starts a new one.
     const sessionKey = `${conn.database}\u0000${req.backend_pid}`;
-    let entry = this.#sessions.get(sessionKey);
+    let entry = this.#backends.get(sessionKey);
     if (!entry) {
       entry = { session: this.#engine.session({ connection: { database: conn.database } }), connections: 0 };
-      this.#sessions.set(sessionKey, entry);
+      this.#backends.set(sessionKey, entry);
     }
     entry.connections++;
-    const bound: Bound = { key: sessionKey, session: entry.session, backendPid: req.backend_pid };
-    conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, bound } satisfies Caller);
+    const backend: CallerBackend = { key: sessionKey, session: entry.session, backendPid: req.backend_pid };
+    conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, backend } satisfies Caller);
     this.#nonces.add(req.nonce);
     return { commandTag: 'HELLO' };
   }
@@ -213,7 +214,7 @@ export class SqlApiHandler implements WireHandler {
    * rows with a `result` request. Waiting gives way to a cancel.
    */
   async #describeResult(req: Extract<Request, { op: 'describe_result' }>, caller: Caller, verified: Verified, signal: AbortSignal): Promise<WireResult | WireResult[]> {
-    const { session } = caller.bound;
+    const { session } = caller.backend;
     await this.#checkOwner(session, req.pid, verified.role);
     const ready = await unlessAborted(session.resultWhenReady(ref(req), { inlineBytes: INLINE_RESULT_BYTES }), signal);
     const pending = String(ready.undeliveredNotices);
@@ -242,8 +243,8 @@ export class SqlApiHandler implements WireHandler {
   }
 
   async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
-    const { bound } = caller;
-    const session = bound.session;
+    const { backend } = caller;
+    const session = backend.session;
     if ('max_workers' in req) applySettings(session, req);
     if ('pid' in req) await this.#checkOwner(session, req.pid, role);
     switch (req.op) {
@@ -254,7 +255,7 @@ export class SqlApiHandler implements WireHandler {
           roleOid: role.roleOid,
           settings: await session.changedSettings(req.settings, login),
           statementTimeoutMs: req.statement_timeout_ms,
-          launcherPid: bound.backendPid,
+          launcherPid: backend.backendPid,
         };
         const h = await session[req.op](req.sql, { queueSize: req.queue_size, context, login });
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
