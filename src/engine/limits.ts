@@ -2,7 +2,8 @@
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 
 export const MAX_WORKERS = { default: 16, min: 1, max: 1000 } as const;
-export const QUEUE_SIZE = { default: 64 * 1024, min: 4 * 1024, max: 256 * 1024 * 1024 } as const;
+// 64 bytes: the C extension's smallest queue (shm_mq_minimum_size); a row larger than the queue still gets through.
+export const QUEUE_SIZE = { default: 64 * 1024, min: 64, max: 256 * 1024 * 1024 } as const;
 export const WORKER_TIMEOUT = { default: 0, min: 0, max: 2147483647 } as const;
 export const CANCEL_GRACE_MS = { min: 0, max: 3_600_000 } as const;
 export const WAIT_TIMEOUT_MS = { min: 0, max: 86_400_000 } as const;

@@ -30,6 +30,8 @@ export async function extensionScript(endpoint: Endpoint): Promise<string> {
   EXECUTE pg_catalog.format('ALTER DATABASE %I SET pg_background.default_queue_size = %L', pg_catalog.current_database(), '64kB');
   EXECUTE pg_catalog.format('ALTER DATABASE %I SET pg_background.worker_timeout = 0', pg_catalog.current_database());
 END $$;`,
+    // ALTER DATABASE reaches new sessions; the one creating the extension answers the defaults at once too.
+    "SELECT pg_catalog.set_config('pg_background.max_workers', '16', false), pg_catalog.set_config('pg_background.default_queue_size', '64kB', false),\n  pg_catalog.set_config('pg_background.worker_timeout', '0', false);",
     `GRANT USAGE ON FOREIGN SERVER ${FOREIGN_SERVER} TO pgbackground_role;`,
     // Lets `pgbg install` and `uninstall` see what is there.
     'CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());',

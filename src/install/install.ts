@@ -325,7 +325,10 @@ async function storeSettingDefaults(client: pg.ClientBase): Promise<void> {
     await client.query('RELEASE SAVEPOINT pgbg_settings');
   } catch {
     await client.query('ROLLBACK TO SAVEPOINT pgbg_settings');
+    return;
   }
+  // The database's defaults reach new sessions; this one answers them at once too (as the C extension's does).
+  for (const [name, value] of defaults) await client.query('SELECT pg_catalog.set_config($1, $2, false)', [name, value.replaceAll("'", '')]);
 }
 
 /**

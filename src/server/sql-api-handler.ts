@@ -17,7 +17,7 @@ import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import type { Session } from '../engine/session.js';
-import type { HandleRef, RawResult } from '../engine/types.js';
+import type { HandleRef, JobInfo, RawResult } from '../engine/types.js';
 import { makeLogin, type Login } from '../workers/pool.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { answerMac, badProof, helloApplicationName, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
@@ -297,7 +297,7 @@ export class SqlApiHandler implements WireHandler {
           [['pid', INT4], ['cookie', INT8], ['launched_at', TIMESTAMPTZ], ['user_id', OID], ['queue_size', INT4], ['state', TEXT], ['sql_preview', TEXT], ['last_error', TEXT], ['consumed', BOOL]],
           visible.map((j) => [
             String(j.pid), String(j.cookie), j.launchedAt.toISOString(), j.roleOid === null ? null : String(j.roleOid),
-            String(j.queueSize), j.state, j.sqlPreview, j.lastError, j.consumed ? 't' : 'f',
+            String(j.queueSize), listState(j.state), j.sqlPreview, j.lastError, j.consumed ? 't' : 'f',
           ]),
           'SELECT',
         );
@@ -311,6 +311,11 @@ export class SqlApiHandler implements WireHandler {
       }
     }
   }
+}
+
+/** pg_background 1.8's states: a canceled or failed worker is `stopped` (its error is in last_error). */
+function listState(state: JobInfo['state']): string {
+  return state === 'canceled' || state === 'error' ? 'stopped' : state;
 }
 
 /** A result's rows as the worker sent them, relayed without decoding. */

@@ -320,7 +320,7 @@ export class WireSession {
     this.out.write(
       errorResponse({
         severity: 'ERROR',
-        code: SqlState.configurationLimitExceeded,
+        code: SqlState.programLimitExceeded,
         message: `request of ${length} bytes exceeds the limit of ${limit} bytes`,
         hint: 'Send a smaller request, or raise the server\'s request limit (maxRequestBytes; pgbg serve --max-request-bytes).',
       }),

@@ -124,12 +124,12 @@ describe('job semantics', () => {
   });
 
   test('queue size bounds and the per-session handle limit', async () => {
-    await assert.rejects(ctx.fx.session.launch('SELECT 1', { queueSize: 100 }), { code: '22023', message: 'queue size must be at least 4096 bytes' });
+    await assert.rejects(ctx.fx.session.launch('SELECT 1', { queueSize: 63 }), { code: '22023', message: 'queue size must be at least 64 bytes' });
     await assert.rejects(ctx.fx.session.launch('SELECT 1', { queueSize: 2 ** 29 }), { code: '22023' });
     const s = ctx.fx.engine.session({ launcher: ctx.fx.launcher, settings: { maxWorkers: 2 } });
     const a = await s.launch('SELECT 1');
     const b = await s.launch('SELECT 2');
-    await assert.rejects(s.launch('SELECT 3'), { code: '54000', message: 'too many background workers' });
+    await assert.rejects(s.launch('SELECT 3'), { code: '53400', message: 'too many background workers' });
     await s.result(a);
     const c = await s.launch('SELECT 3');
     assert.deepEqual((await s.result(c, { rowMode: 'array' })).rows, [[3]]);

@@ -40,6 +40,8 @@ describe('CREATE EXTENSION pg_background', () => {
     await writeExtension(extensionDir, { host: '127.0.0.1', port: api.server.port });
     await withClient(db.url, async (c) => {
       await c.query('CREATE EXTENSION pg_background');
+      // The session that made it answers the defaults at once, as with the C extension.
+      assert.equal((await c.query('SHOW pg_background.max_workers')).rows[0]['pg_background.max_workers'], '16');
       const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
       assert.deepEqual(r.rows, [{ who: new URL(db.url).username }]);
       // A member, not only the role that made the extension, can use it.

@@ -43,8 +43,8 @@ describe('cookies', () => {
 describe('limits', () => {
   test('queue size: 0 means the default; bounds give 22023', () => {
     assert.equal(resolveQueueSize(0, 65536), 65536);
-    assert.equal(resolveQueueSize(4096, 65536), 4096);
-    assert.throws(() => resolveQueueSize(4095, 65536), { code: '22023', message: 'queue size must be at least 4096 bytes' });
+    assert.equal(resolveQueueSize(64, 65536), 64);
+    assert.throws(() => resolveQueueSize(63, 65536), { code: '22023', message: 'queue size must be at least 64 bytes' });
     assert.throws(() => resolveQueueSize(256 * 1024 * 1024 + 1, 65536), { code: '22023', message: 'queue size must not exceed 268435456 bytes' });
   });
   test('settings with units', () => {
