@@ -39,7 +39,9 @@ export async function dumpSchema(client: pg.ClientBase, schema = 'public'): Prom
       ORDER BY p.pronamespace::regnamespace::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)`,
     [schema],
   );
-  for (const f of functions.rows) out.push(`${f.def.trimEnd()};${acl(f.acl)}`);
+  // Written as api.sql writes it (pg_get_functiondef quotes each schema of a pinned search_path).
+  const pinned = (def: string) => def.replaceAll("SET search_path TO 'pg_catalog', 'pg_temp'", 'SET search_path = pg_catalog, pg_temp');
+  for (const f of functions.rows) out.push(`${pinned(f.def.trimEnd())};${acl(f.acl)}`);
   const server = await client.query<{ fdw: string; acl: string | null }>(
     `SELECT w.fdwname AS fdw, s.srvacl::text AS acl FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
       WHERE s.srvname = 'pgbg'`,

@@ -56,7 +56,7 @@ CREATE OR REPLACE FUNCTION pgbg_private.hmac(key bytea, msg bytea)
  RETURNS bytea
  LANGUAGE plpgsql
  IMMUTABLE STRICT
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   k pg_catalog.bytea := CASE WHEN length(key) > 64 THEN sha256(key) ELSE key END;
@@ -68,7 +68,7 @@ END $function$;
 CREATE OR REPLACE FUNCTION pgbg_private.issue_secret(role_oid oid)
  RETURNS void
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   secret pg_catalog.text := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
@@ -137,7 +137,7 @@ CREATE OR REPLACE FUNCTION pgbg_private.pad64(key bytea, pad integer)
  RETURNS bytea
  LANGUAGE plpgsql
  IMMUTABLE STRICT
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   out pg_catalog.bytea := decode(repeat('00', 64), 'hex');
@@ -170,7 +170,7 @@ END $function$;
 CREATE OR REPLACE FUNCTION pgbg_private.request(body text)
  RETURNS text[]
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   me record;
@@ -230,7 +230,7 @@ END $function$;
 CREATE OR REPLACE FUNCTION pgbg_private.result_rows_query(r text[], pid integer, cookie bigint)
  RETURNS text
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   conn pg_catalog.text := r[1];
@@ -306,7 +306,7 @@ END $function$;
 CREATE OR REPLACE FUNCTION pgbg_private.sign(secret text, nonce text, body text)
  RETURNS text[]
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   seq pg_catalog.text := pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::pg_catalog.int8::pg_catalog.text;
@@ -324,7 +324,7 @@ CREATE OR REPLACE FUNCTION public.grant_pg_background_privileges(role_name text,
  RETURNS boolean
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   cmd pg_catalog.text := pg_catalog.format('GRANT pgbackground_role TO %I', role_name);
@@ -377,7 +377,7 @@ AS $function$ SELECT pgbg_private.call(pgbg_private.handle_json('detach', pid, c
 CREATE OR REPLACE FUNCTION public.pg_background_drop_executor_role()
  RETURNS void
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
@@ -539,7 +539,7 @@ CREATE OR REPLACE FUNCTION public.revoke_pg_background_privileges(role_name text
  RETURNS boolean
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'pg_temp'
+ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
   cmd pg_catalog.text := pg_catalog.format('REVOKE pgbackground_role FROM %I', role_name);
