@@ -119,13 +119,7 @@ export async function apiScript(options: ScriptOptions): Promise<string> {
 
 /** The schema the API is installed in, or undefined when it is not installed (by this or an earlier pgbg). */
 export async function installedSchema(client: pg.ClientBase): Promise<string | undefined> {
-  // Checked first: a query naming a missing table would abort the caller's transaction.
-  const { rows } = await client.query<{ current: boolean; legacy: boolean }>(
-    "SELECT to_regclass('pgbg_private.install') IS NOT NULL AS current, to_regclass('pgbg_private.migrations') IS NOT NULL AS legacy",
-  );
-  if (rows[0]?.current) return (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.install')).rows[0]?.s;
-  if (rows[0]?.legacy) return (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.migrations ORDER BY version LIMIT 1')).rows[0]?.s;
-  return undefined;
+  return (await installState(client)).schema;
 }
 
 /** Installs or upgrades the API, and points it at `endpoint`. */
@@ -183,6 +177,7 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
 
 /** What is installed: the schema, the baseline revision, and whether it is the earlier migrations chain. */
 async function installState(client: pg.ClientBase): Promise<{ schema?: string; revision?: string; legacy: boolean }> {
+  // Checked first: a query naming a missing table would abort the caller's transaction.
   const { rows } = await client.query<{ current: boolean; legacy: boolean }>(
     "SELECT to_regclass('pgbg_private.install') IS NOT NULL AS current, to_regclass('pgbg_private.migrations') IS NOT NULL AS legacy",
   );
@@ -190,8 +185,9 @@ async function installState(client: pg.ClientBase): Promise<{ schema?: string; r
     const r = (await client.query<{ schema_name: string; revision: string }>('SELECT schema_name, revision FROM pgbg_private.install')).rows[0];
     return { ...(r ? { schema: r.schema_name, revision: r.revision } : {}), legacy: false };
   }
-  const schema = await installedSchema(client);
-  return { ...(schema !== undefined ? { schema } : {}), legacy: rows[0]?.legacy ?? false };
+  if (!rows[0]?.legacy) return { legacy: false };
+  const r = (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.migrations ORDER BY version LIMIT 1')).rows[0];
+  return { ...(r ? { schema: r.s } : {}), legacy: true };
 }
 
 async function recordInstall(client: pg.ClientBase, schemaName: string): Promise<void> {
