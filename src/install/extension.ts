@@ -9,7 +9,7 @@
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  API_REVISION, apiScript, EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_GRANTS, EXTENSION_DBLINK_SCHEMA, EXTENSION_FDW, FOREIGN_SERVER, literal, type Endpoint,
+  apiRevision, apiScript, EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_GRANTS, EXTENSION_DBLINK_SCHEMA, EXTENSION_FDW, FOREIGN_SERVER, literal, type Endpoint,
 } from './install.js';
 
 export const EXTENSION_NAME = 'pg_background';
@@ -35,7 +35,7 @@ END $$;`,
     `GRANT USAGE ON FOREIGN SERVER ${FOREIGN_SERVER} TO pgbackground_role;`,
     // Lets `pgbg install` and `uninstall` see what is there.
     'CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());',
-    `INSERT INTO pgbg_private.install (schema_name, revision) VALUES ('@extschema@', ${literal(API_REVISION)});`,
+    `INSERT INTO pgbg_private.install (schema_name, revision) VALUES ('@extschema@', ${literal(await apiRevision())});`,
     'SELECT @extschema@.grant_pg_background_privileges(CURRENT_USER::pg_catalog.text);',
   ].join('\n') + '\n';
 }

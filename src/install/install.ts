@@ -8,7 +8,7 @@
  * Works for an installer that is not a superuser (managed PostgreSQL: CREATEROLE,
  * owner of the database, dblink created beforehand, USAGE on dblink_fdw).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
@@ -35,8 +35,17 @@ export interface InstallReport {
   schema: string;
 }
 
-/** Changes whenever api.sql changes what an installed API holds. */
-export const API_REVISION = '2026-12-02.1';
+/**
+ * What an installed API is: a hash of everything install puts in the database (the
+ * script, the settings list, dblink's bindings). Any change makes a newer pgbg replace
+ * an install in place (keeping the roles' secrets), so it can never be forgotten.
+ */
+let revision: Promise<string> | undefined;
+export function apiRevision(): Promise<string> {
+  revision ??= apiScript({ schema: '@schema@', dblink: '@dblink@' }).then((text) =>
+    createHash('sha256').update(text).update(EXTENSION_DBLINK_BINDINGS).update(EXTENSION_DBLINK_GRANTS).digest('hex').slice(0, 16));
+  return revision;
+}
 export const SQL_DIR = path.join(import.meta.dirname, 'sql');
 /** The endpoint's foreign server; its user mappings hold each role's secret. */
 export const FOREIGN_SERVER = 'pgbg';
@@ -137,7 +146,7 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
         hint: `Run pgbg uninstall first, or install with --schema ${state.schema}.`,
       });
     }
-    if (state.revision === API_REVISION) {
+    if (state.revision === (await apiRevision())) {
       await setServer(client, options.endpoint);
       await client.query('COMMIT');
       return { installed: false, schema: schemaName };
@@ -192,7 +201,7 @@ async function installState(client: pg.ClientBase): Promise<{ schema?: string; r
 
 async function recordInstall(client: pg.ClientBase, schemaName: string): Promise<void> {
   await client.query('CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())');
-  await client.query('INSERT INTO pgbg_private.install (schema_name, revision) VALUES ($1, $2)', [schemaName, API_REVISION]);
+  await client.query('INSERT INTO pgbg_private.install (schema_name, revision) VALUES ($1, $2)', [schemaName, await apiRevision()]);
 }
 
 /** The schema of CREATE EXTENSION pg_background, or undefined when it is not installed that way. */

@@ -100,8 +100,14 @@ BEGIN
     -- (Set for the transaction and put back at once: the caller's own name returns at its end too.)
     app := pg_catalog.current_setting('application_name');
     PERFORM pg_catalog.set_config('application_name', 'pgbg hello ' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(nonce, 'UTF8')), 'hex'), 32), true);
-    PERFORM @dblink@.dblink_exec(conn, (pgbg_private.sign(secret, nonce,
-      pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text))[1]);
+    BEGIN
+      PERFORM @dblink@.dblink_exec(conn, (pgbg_private.sign(secret, nonce,
+        pg_catalog.json_build_object('op', 'hello', 'nonce', nonce, 'backend_pid', pg_catalog.pg_backend_pid())::pg_catalog.text))[1]);
+    EXCEPTION WHEN OTHERS THEN
+      -- A connection without its hello answers nothing but errors: the next call opens another.
+      PERFORM @dblink@.dblink_disconnect(conn);
+      RAISE;
+    END;
     PERFORM pg_catalog.set_config('application_name', app, true);
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
