@@ -4,7 +4,7 @@ export type { JobObserver, JobRecord } from './engine/observer.js';
 export { Session } from './engine/session.js';
 export { PgbgError, WorkerError, SqlState } from './protocol/errors.js';
 export type {
-  Handle, HandleRef, JobInfo, JobResult, LaunchOptions, SessionSettings, SessionStats, RawResult,
+  Handle, HandleRef, JobInfo, JobResult, JobSnapshot, LaunchOptions, SessionSettings, SessionStats, RawResult,
   FieldInfo, JobState, Notice, Progress, RawRow,
 } from './engine/types.js';
 export type { LaunchContext } from './sql/launch-context.js';

@@ -1,6 +1,6 @@
 /**
- * What sessions and job execution share with the engine: the tracked job
- * (Entry) and the engine's services (EngineCore, which Engine implements).
+ * What sessions and job execution share with the engine: TrackedJob and the
+ * engine's services (EngineCore, which Engine implements).
  * Sessions and execute.ts depend on this module, not on engine.ts, so the
  * engine can create sessions without the two importing each other.
  */
@@ -12,8 +12,8 @@ import type { LoginBudgets } from './budget.js';
 import type { CookieIssuer } from './cookie.js';
 import type { Job } from './job.js';
 
-/** A tracked job and what only the session knows about it. */
-export interface Entry {
+/** TrackedJob = a session's handle-table entry: the Job plus what only its session knows (context, login, worker, timeout). */
+export interface TrackedJob {
   readonly job: Job;
   readonly cookie: bigint;
   readonly context: LaunchContext;
@@ -41,12 +41,12 @@ export interface EngineCore {
   /** Loads the SQL parser. */
   ready(): Promise<void>;
   /** A job got its worker: it counts as running until jobEnded. */
-  jobStarted(entry: Entry): void;
-  jobEnded(entry: Entry): void;
+  jobStarted(tracked: TrackedJob): void;
+  jobEnded(tracked: TrackedJob): void;
   /** Cancels a job (see Session.cancel); resolves when it has ended. */
-  cancelJob(entry: Entry, graceMs: number): Promise<void>;
+  cancelJob(tracked: TrackedJob, graceMs: number): Promise<void>;
   /** True when the job's worker waits for a lock held by `pid`. */
-  isBlockedBy(entry: Entry, pid: number): Promise<boolean>;
+  isBlockedBy(tracked: TrackedJob, pid: number): Promise<boolean>;
   /** The settings a fresh worker of `login` starts with, for the names given. */
   loginDefaults(login: Login, names: string[]): Promise<Map<string, string | null>>;
 }

@@ -6,12 +6,14 @@
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { CookieIssuer } from './cookie.js';
-import type { EngineCore, Entry } from './core.js';
+import type { EngineCore, TrackedJob } from './core.js';
 import { Session } from './session.js';
 import type { SessionSettings } from './types.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from './budget.js';
 import { NOTICE_BYTES } from './job.js';
-import { jobRecord, type JobObserver, type JobRecord } from './observer.js';
+import type { JobObserver } from './observer.js';
+import { jobSnapshot } from './snapshot.js';
+import type { JobSnapshot } from './types.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import { loadClassifier } from '../sql/classify.js';
 import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
@@ -42,7 +44,7 @@ export interface ShutdownReport {
   /** Jobs that finished within the grace period. */
   finished: number;
   /** Jobs still running at the deadline, canceled. */
-  canceled: JobRecord[];
+  canceled: JobSnapshot[];
 }
 
 export interface SessionOptions {
@@ -69,7 +71,7 @@ export class Engine implements EngineCore {
   readonly maxNoticeBytesPerJob: number;
   readonly budgets: LoginBudgets;
   readonly #sessions = new Set<Session>();
-  readonly #running = new Set<Entry>();
+  readonly #running = new Set<TrackedJob>();
   #jobsStarted = 0;
   /**
    * One control connection per login for terminate and lock checks: outside the
@@ -146,27 +148,27 @@ export class Engine implements EngineCore {
 
   // ---- used by sessions and job execution ----
 
-  jobStarted(entry: Entry): void {
+  jobStarted(tracked: TrackedJob): void {
     this.#jobsStarted++;
-    this.#running.add(entry);
-    this.observer?.started(jobRecord(entry));
+    this.#running.add(tracked);
+    this.observer?.started(jobSnapshot(tracked));
   }
 
-  jobEnded(entry: Entry): void {
-    this.#running.delete(entry);
-    this.observer?.ended(jobRecord(entry));
+  jobEnded(tracked: TrackedJob): void {
+    this.#running.delete(tracked);
+    this.observer?.ended(jobSnapshot(tracked));
   }
 
-  async cancelJob(entry: Entry, graceMs: number): Promise<void> {
-    const { job } = entry;
+  async cancelJob(tracked: TrackedJob, graceMs: number): Promise<void> {
+    const { job } = tracked;
     if (job.ended) return;
     job.cancelRequested = true;
     // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
     job.discard();
-    const worker = entry.worker;
+    const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
-      entry.abort.abort();
+      tracked.abort.abort();
       job.finish('canceled');
       return;
     }
@@ -176,14 +178,14 @@ export class Engine implements EngineCore {
       if (job.ended) return;
     }
     worker.cancelSent = true;
-    await this.#terminate(entry);
-    await Promise.race([entry.settled, sleep(10_000)]);
+    await this.#terminate(tracked);
+    await Promise.race([tracked.settled, sleep(10_000)]);
   }
 
   /** True when the worker waits for a lock held by `pid`. */
-  async isBlockedBy(entry: Entry, pid: number): Promise<boolean> {
+  async isBlockedBy(tracked: TrackedJob, pid: number): Promise<boolean> {
     try {
-      const r = await this.#control(entry.login, `SELECT ${Number(pid)} = ANY (pg_catalog.pg_blocking_pids(${Number(entry.job.pid)})) AS blocked`);
+      const r = await this.#control(tracked.login, `SELECT ${Number(pid)} = ANY (pg_catalog.pg_blocking_pids(${Number(tracked.job.pid)})) AS blocked`);
       return r.rows[0]?.blocked === true;
     } catch {
       return false;
@@ -196,15 +198,15 @@ export class Engine implements EngineCore {
     return r.rows[0]?.ok === true;
   }
 
-  async #terminate(entry: Entry): Promise<void> {
-    const pid = entry.job.pid;
+  async #terminate(tracked: TrackedJob): Promise<void> {
+    const pid = tracked.job.pid;
     this.logger.debug({ pid }, 'job terminate');
     try {
       // pg_terminate_backend sends SIGTERM: the backend rolls back and exits; the server does not restart.
-      await this.#control(entry.login, `SELECT pg_catalog.pg_terminate_backend(${Number(pid)})`);
+      await this.#control(tracked.login, `SELECT pg_catalog.pg_terminate_backend(${Number(pid)})`);
     } catch (err) {
       this.logger.warn({ pid, err: (err as Error).message }, 'could not terminate worker; closing its connection');
-      await entry.worker?.close();
+      await tracked.worker?.close();
     }
   }
 
@@ -248,12 +250,12 @@ export class Engine implements EngineCore {
   async #shutdown(graceMs: number): Promise<ShutdownReport> {
     for (const s of [...this.#sessions]) s.close();
     const runningAtStart = this.#running.size;
-    const canceled: JobRecord[] = [];
+    const canceled: JobSnapshot[] = [];
     if (!(await this.drain(graceMs))) {
       const left = [...this.#running];
       this.logger.warn({ jobs: left.map((e) => e.job.pid) }, 'jobs still running at shutdown: canceling them');
       await Promise.all(left.map((e) => this.cancelJob(e, 0).catch(() => undefined)));
-      canceled.push(...left.map(jobRecord));
+      canceled.push(...left.map(jobSnapshot));
     }
     await this.pool.close();
     const monitors = [...this.#monitors.values()];

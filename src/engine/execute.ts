@@ -4,17 +4,17 @@
  * worker timeout, and giving the connection back.
  */
 import pg from 'pg';
-import type { EngineCore, Entry } from './core.js';
+import type { EngineCore, TrackedJob } from './core.js';
 import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js';
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
 import { ResultTracker } from './result-tracker.js';
 import type { RunOutcome, WorkerConnection } from '../workers/worker.js';
 
-export async function executeJob(engine: EngineCore, entry: Entry, worker: WorkerConnection, plan: StatementPlan): Promise<void> {
-  const { job } = entry;
+export async function executeJob(engine: EngineCore, tracked: TrackedJob, worker: WorkerConnection, plan: StatementPlan): Promise<void> {
+  const { job } = tracked;
   const log = engine.logger.child({ pid: job.pid });
-  const timer = entry.timeoutMs > 0 ? setTimeout(() => onTimeout(engine, entry), entry.timeoutMs) : undefined;
+  const timer = tracked.timeoutMs > 0 ? setTimeout(() => onTimeout(engine, tracked), tracked.timeoutMs) : undefined;
   timer?.unref();
   job.onFirstRow = () => log.debug('first row');
   let outcome: RunOutcome;
@@ -25,7 +25,7 @@ export async function executeJob(engine: EngineCore, entry: Entry, worker: Worke
     // in the same turn of the event loop, before any further request is read.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (job.cancelRequested) throw canceledError(job.pid);
-    const setup = setupStatement(entry.context);
+    const setup = setupStatement(tracked.context);
     log.debug('job started');
     if (plan.mustRunAlone) {
       // VACUUM and friends refuse to run in a transaction block, so setup goes first, alone.
@@ -42,21 +42,21 @@ export async function executeJob(engine: EngineCore, entry: Entry, worker: Worke
   } finally {
     if (timer) clearTimeout(timer);
   }
-  finishJob(entry, outcome, prefixLength);
+  finishJob(tracked, outcome, prefixLength);
   log.debug({ state: job.state, rows: job.rowsReceived, code: job.error?.code }, 'job ended');
   const reusable = !outcome.lost && outcome.txStatus === 'I';
   engine.pool.release(worker, reusable);
-  engine.jobEnded(entry);
+  engine.jobEnded(tracked);
 }
 
-function finishJob(entry: Entry, outcome: RunOutcome, prefixLength: number): void {
-  const { job } = entry;
+function finishJob(tracked: TrackedJob, outcome: RunOutcome, prefixLength: number): void {
+  const { job } = tracked;
   if (!outcome.error) {
     job.finish('stopped');
     return;
   }
   if (job.cancelRequested) {
-    job.finish('canceled', entry.timedOut ? timeoutError(entry) : canceledError(job.pid));
+    job.finish('canceled', tracked.timedOut ? timeoutError(tracked) : canceledError(job.pid));
     return;
   }
   const err = outcome.error;
@@ -78,18 +78,18 @@ function canceledError(pid: number): PgbgError {
   return new PgbgError(SqlState.queryCanceled, `background worker with PID ${pid} was canceled`);
 }
 
-function timeoutError(entry: Entry): PgbgError {
+function timeoutError(tracked: TrackedJob): PgbgError {
   return new PgbgError(SqlState.queryCanceled, 'canceling statement due to pg_background.worker_timeout', {
-    detail: `The background worker with PID ${entry.job.pid} ran longer than ${entry.timeoutMs} ms.`,
-    workerPid: entry.job.pid,
+    detail: `The background worker with PID ${tracked.job.pid} ran longer than ${tracked.timeoutMs} ms.`,
+    workerPid: tracked.job.pid,
   });
 }
 
-function onTimeout(engine: EngineCore, entry: Entry): void {
-  if (entry.job.ended) return;
-  entry.timedOut = true;
-  engine.logger.debug({ pid: entry.job.pid, timeoutMs: entry.timeoutMs }, 'worker timeout: canceling');
-  void engine.cancelJob(entry, 1000).catch((err: unknown) => {
-    engine.logger.warn({ pid: entry.job.pid, err: (err as Error).message }, 'could not cancel a timed-out job');
+function onTimeout(engine: EngineCore, tracked: TrackedJob): void {
+  if (tracked.job.ended) return;
+  tracked.timedOut = true;
+  engine.logger.debug({ pid: tracked.job.pid, timeoutMs: tracked.timeoutMs }, 'worker timeout: canceling');
+  void engine.cancelJob(tracked, 1000).catch((err: unknown) => {
+    engine.logger.warn({ pid: tracked.job.pid, err: (err as Error).message }, 'could not cancel a timed-out job');
   });
 }

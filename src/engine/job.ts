@@ -58,6 +58,7 @@ interface Waiter {
   resolve(): void;
 }
 
+/** Job = one launched statement: its lifecycle, its buffered result, its notices and progress. */
 export class Job implements WorkerJob {
   state: JobState = 'starting';
   pid = 0;

@@ -10,11 +10,12 @@ import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import { Job } from './job.js';
 import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
-  FieldInfo, Handle, HandleRef, JobInfo, JobResult, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
+  FieldInfo, Handle, HandleRef, JobResult, JobSnapshot, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
 } from './types.js';
-import type { EngineCore, Entry } from './core.js';
+import type { EngineCore, TrackedJob } from './core.js';
 import { executeJob } from './execute.js';
-import { classifyStatements, sqlPreview } from '../sql/classify.js';
+import { classifyStatements } from '../sql/classify.js';
+import { jobSnapshot } from './snapshot.js';
 import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
 import { rowParser } from './rows.js';
@@ -32,9 +33,10 @@ export interface SessionInit {
 const CONSUMED_MEMORY = 1024;
 const DEADLOCK_CHECK_MS = 250;
 
+/** Session = one launcher's table of handles (TrackedJobs), as pg_background keeps one per backend. */
 export class Session {
   readonly settings: SessionSettings;
-  readonly #entries = new Map<number, Entry>();
+  readonly #jobs = new Map<number, TrackedJob>();
   /** pid → cookie of handles whose results were read, so a second read says "consumed". */
   readonly #consumed = new Map<number, bigint>();
   /** Notices of results read, by pid, until handed out (deliverNotices). */
@@ -92,26 +94,26 @@ export class Session {
    * after rows were sent). Consumable once.
    */
   async rawResult(ref: HandleRef): Promise<RawResult> {
-    const entry = this.#lookup(ref, { allowConsumed: false });
-    const { job } = entry;
+    const tracked = this.#lookup(ref, { allowConsumed: false });
+    const { job } = tracked;
     if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
     job.consumed = true;
     try {
-      await this.#guard(entry, async () => {
+      await this.#guard(tracked, async () => {
         while (!job.fields && !job.ended) await job.changed();
       });
     } catch (err) {
-      this.#forget(entry, true);
+      this.#forget(tracked, true);
       throw err;
     }
     if (!job.fields) {
-      this.#forget(entry, true);
-      throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
+      this.#forget(tracked, true);
+      throw this.#failure(tracked) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
     }
     return resultStreams(job, {
-      wait: (w) => this.#guard(entry, w),
-      failure: () => this.#failure(entry),
-      done: () => this.#forget(entry, true),
+      wait: (w) => this.#guard(tracked, w),
+      failure: () => this.#failure(tracked),
+      done: () => this.#forget(tracked, true),
     });
   }
 
@@ -120,15 +122,15 @@ export class Session {
    * job that failed before producing any raises its error here (and counts as read).
    */
   async describe(ref: HandleRef): Promise<FieldInfo[]> {
-    const entry = this.#lookup(ref, { allowConsumed: false });
-    const { job } = entry;
+    const tracked = this.#lookup(ref, { allowConsumed: false });
+    const { job } = tracked;
     if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
-    await this.#guard(entry, async () => {
+    await this.#guard(tracked, async () => {
       while (!job.fields && !job.ended) await job.changed();
     });
     if (job.fields) return job.fields;
-    this.#forget(entry, true);
-    throw this.#failure(entry) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
+    this.#forget(tracked, true);
+    throw this.#failure(tracked) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
   }
 
   /**
@@ -136,19 +138,19 @@ export class Session {
    * read can take at once — under the same self-deadlock guard as `wait`.
    */
   async awaitRows(ref: HandleRef): Promise<void> {
-    const entry = this.#lookup(ref, { allowConsumed: false });
-    const { job } = entry;
-    await this.#guard(entry, async () => {
+    const tracked = this.#lookup(ref, { allowConsumed: false });
+    const { job } = tracked;
+    await this.#guard(tracked, async () => {
       while (!job.ended && !job.stalled) await job.changed();
     });
   }
 
   /** Stops tracking the handle; the job keeps running and commits. */
   detach(ref: HandleRef): void {
-    const entry = this.#lookup(ref, { allowConsumed: false });
-    entry.job.discard();
-    this.#forget(entry, false);
-    this.logger.debug({ pid: entry.job.pid }, 'job detached');
+    const tracked = this.#lookup(ref, { allowConsumed: false });
+    tracked.job.discard();
+    this.#forget(tracked, false);
+    this.logger.debug({ pid: tracked.job.pid }, 'job detached');
   }
 
   /**
@@ -158,25 +160,25 @@ export class Session {
    * Resolves when the job has ended.
    */
   async cancel(ref: HandleRef, options: { graceMs?: number } = {}): Promise<void> {
-    const entry = this.#lookup(ref, { allowConsumed: true });
-    await this.core.cancelJob(entry, clamp(options.graceMs ?? 0, CANCEL_GRACE_MS));
+    const tracked = this.#lookup(ref, { allowConsumed: true });
+    await this.core.cancelJob(tracked, clamp(options.graceMs ?? 0, CANCEL_GRACE_MS));
   }
 
   /** Waits until the job has finished. */
   async wait(ref: HandleRef): Promise<void> {
-    const entry = this.#lookup(ref, { allowConsumed: true });
-    await this.#guard(entry, () => this.#waitStep(entry));
+    const tracked = this.#lookup(ref, { allowConsumed: true });
+    await this.#guard(tracked, () => this.#waitStep(tracked));
   }
 
   /** Waits up to `timeoutMs`; true if the job finished in time. */
   async waitTimeout(ref: HandleRef, timeoutMs: number): Promise<boolean> {
-    const entry = this.#lookup(ref, { allowConsumed: true });
+    const tracked = this.#lookup(ref, { allowConsumed: true });
     const deadline = Date.now() + clamp(timeoutMs, WAIT_TIMEOUT_MS);
-    return this.#guard(entry, async () => {
-      while (!entry.job.ended) {
+    return this.#guard(tracked, async () => {
+      while (!tracked.job.ended) {
         const left = deadline - Date.now();
         if (left <= 0) return false;
-        await Promise.race([entry.job.changed(), delay(left)]);
+        await Promise.race([tracked.job.changed(), delay(left)]);
       }
       return true;
     });
@@ -188,25 +190,14 @@ export class Session {
   }
 
   /** The handles this session tracks. */
-  list(): JobInfo[] {
-    return [...this.#entries.values()].map(({ job, cookie, context, login }) => ({
-      pid: job.pid,
-      cookie,
-      launchedAt: job.launchedAt,
-      role: context.role ?? login.user,
-      roleOid: context.roleOid ?? null,
-      queueSize: job.queueSize,
-      state: job.state,
-      sqlPreview: sqlPreview(job.sql),
-      lastError: job.error?.message ?? null,
-      consumed: job.consumed,
-    }));
+  list(): JobSnapshot[] {
+    return [...this.#jobs.values()].map(jobSnapshot);
   }
 
   stats(): SessionStats {
     const s = this.#stats;
     let active = 0;
-    for (const e of this.#entries.values()) if (!e.job.ended) active++;
+    for (const e of this.#jobs.values()) if (!e.job.ended) active++;
     return {
       workersLaunched: s.launched,
       workersCompleted: s.completed,
@@ -227,9 +218,9 @@ export class Session {
   async resultWhenReady(ref: HandleRef, { inlineBytes }: { inlineBytes: number }): Promise<ReadyResult> {
     const fields = await this.describe(ref);
     await this.awaitRows(ref);
-    const entry = this.#lookup(ref, { allowConsumed: false });
-    const { job } = entry;
-    const undeliveredNotices = job.ended ? job.notices.length - entry.noticesDelivered : -1;
+    const tracked = this.#lookup(ref, { allowConsumed: false });
+    const { job } = tracked;
+    const undeliveredNotices = job.ended ? job.notices.length - tracked.noticesDelivered : -1;
     const inline = job.ended && fields.length > 0 && job.bufferedBytes <= inlineBytes;
     return { fields, undeliveredNotices, rows: inline ? await this.rawResult(ref) : undefined };
   }
@@ -244,22 +235,27 @@ export class Session {
       this.#undeliveredNotices.delete(pid);
       return kept;
     }
-    const entry = this.#entries.get(pid);
-    if (!entry) return [];
-    const notices = entry.job.notices.slice(entry.noticesDelivered);
-    entry.noticesDelivered = entry.job.notices.length;
+    const tracked = this.#jobs.get(pid);
+    if (!tracked) return [];
+    const notices = tracked.job.notices.slice(tracked.noticesDelivered);
+    tracked.noticesDelivered = tracked.job.notices.length;
     return notices;
   }
 
   /** The tracked job behind a handle: what a test looks into (the SQL API uses the operations above). */
-  entry(ref: HandleRef): Entry {
+  trackedJob(ref: HandleRef): TrackedJob {
     return this.#lookup(ref, { allowConsumed: true });
+  }
+
+  /** @deprecated Use trackedJob. */
+  entry(ref: HandleRef): TrackedJob {
+    return this.trackedJob(ref);
   }
 
   /** Who owns the job: the role it runs as, and the login of its workers; undefined for an unknown pid. */
   owner(pid: number): { roleOid: number | undefined; login: Login } | undefined {
-    const entry = this.#entries.get(pid);
-    return entry ? { roleOid: entry.context.roleOid, login: entry.login } : undefined;
+    const tracked = this.#jobs.get(pid);
+    return tracked ? { roleOid: tracked.context.roleOid, login: tracked.login } : undefined;
   }
 
   /**
@@ -269,11 +265,11 @@ export class Session {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const entry of this.#entries.values()) {
-      entry.job.discard();
-      entry.job.releaseMemory();
+    for (const tracked of this.#jobs.values()) {
+      tracked.job.discard();
+      tracked.job.releaseMemory();
     }
-    this.#entries.clear();
+    this.#jobs.clear();
     this.init.onClose?.();
   }
 
@@ -282,18 +278,18 @@ export class Session {
     await this.core.ready();
     const plan = classifyStatements(sql);
     const queueSize = resolveQueueSize(options.queueSize, this.settings.defaultQueueSize);
-    if (this.#entries.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
+    if (this.#jobs.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
     // A submitted job's rows are dropped as they come: it needs no queue.
     const queueBytes = resultsDisabled ? 0 : queueSize;
     const account = this.core.budgets.reserve(options.login ?? this.init.login, queueBytes);
     const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob });
     job.chargeTo(account, queueBytes);
-    let tracked = false;
+    let kept = false;
     this.#reserved++;
     try {
       const context = options.context ?? this.init.context ?? (await this.#capture());
       if (options.onNotice) job.onNotice = options.onNotice;
-      const entry: Entry = {
+      const tracked: TrackedJob = {
         job,
         cookie: this.core.cookies.next(),
         context,
@@ -304,22 +300,22 @@ export class Session {
         timedOut: false,
         noticesDelivered: 0,
       };
-      const worker = await this.core.pool.acquire(entry.login, new Set(this.#entries.keys()), entry.abort.signal);
-      entry.worker = worker;
+      const worker = await this.core.pool.acquire(tracked.login, new Set(this.#jobs.keys()), tracked.abort.signal);
+      tracked.worker = worker;
       job.markRunning(worker.pid);
-      this.core.jobStarted(entry);
+      this.core.jobStarted(tracked);
       this.#consumed.delete(worker.pid);
-      this.#entries.set(worker.pid, entry);
+      this.#jobs.set(worker.pid, tracked);
       // Closed while this launch waited for a worker: nobody will read the job.
-      tracked = !this.#closed;
-      if (!tracked) job.discard();
+      kept = !this.#closed;
+      if (!kept) job.discard();
       this.#stats.launched++;
-      entry.settled = executeJob(this.core, entry, worker, plan).then(() => this.#count(entry));
+      tracked.settled = executeJob(this.core, tracked, worker, plan).then(() => this.#count(tracked));
       this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
-      return { pid: job.pid, cookie: entry.cookie };
+      return { pid: job.pid, cookie: tracked.cookie };
     } finally {
       this.#reserved--;
-      if (!tracked) job.releaseMemory();
+      if (!kept) job.releaseMemory();
     }
   }
 
@@ -343,8 +339,8 @@ export class Session {
     return changed;
   }
 
-  #count(entry: Entry): void {
-    const { job } = entry;
+  #count(tracked: TrackedJob): void {
+    const { job } = tracked;
     if (job.state === 'stopped') this.#stats.completed++;
     else if (job.state === 'canceled') this.#stats.canceled++;
     else this.#stats.failed++;
@@ -354,31 +350,31 @@ export class Session {
     }
   }
 
-  #lookup(ref: HandleRef, { allowConsumed }: { allowConsumed: boolean }): Entry {
-    const entry = this.#entries.get(ref.pid);
-    if (!entry) {
+  #lookup(ref: HandleRef, { allowConsumed }: { allowConsumed: boolean }): TrackedJob {
+    const tracked = this.#jobs.get(ref.pid);
+    if (!tracked) {
       const consumedCookie = this.#consumed.get(ref.pid);
       if (consumedCookie !== undefined && (ref.cookie === undefined || cookiesEqual(consumedCookie, ref.cookie))) {
         throw errors.consumed(ref.pid);
       }
       throw errors.notAttached(ref.pid);
     }
-    if (ref.cookie !== undefined && !cookiesEqual(entry.cookie, ref.cookie)) throw errors.cookieMismatch(ref.pid);
-    if (!allowConsumed && entry.job.consumed) throw errors.consumed(ref.pid);
-    return entry;
+    if (ref.cookie !== undefined && !cookiesEqual(tracked.cookie, ref.cookie)) throw errors.cookieMismatch(ref.pid);
+    if (!allowConsumed && tracked.job.consumed) throw errors.consumed(ref.pid);
+    return tracked;
   }
 
-  #forget(entry: Entry, consumed: boolean): void {
+  #forget(tracked: TrackedJob, consumed: boolean): void {
     // Read, detached or failed: nobody reads this job any more, whatever else holds it.
-    entry.job.releaseMemory();
-    const pid = entry.job.pid;
-    if (this.#entries.get(pid) !== entry) return;
-    this.#entries.delete(pid);
+    tracked.job.releaseMemory();
+    const pid = tracked.job.pid;
+    if (this.#jobs.get(pid) !== tracked) return;
+    this.#jobs.delete(pid);
     if (consumed) {
-      this.#consumed.set(pid, entry.cookie);
+      this.#consumed.set(pid, tracked.cookie);
       if (this.#consumed.size > CONSUMED_MEMORY) this.#consumed.delete(this.#consumed.keys().next().value!);
       // Its reader asks for the notices right after the rows (deliverNotices).
-      const left = entry.job.notices.slice(entry.noticesDelivered);
+      const left = tracked.job.notices.slice(tracked.noticesDelivered);
       if (left.length > 0) {
         this.#undeliveredNotices.set(pid, left);
         if (this.#undeliveredNotices.size > CONSUMED_MEMORY) this.#undeliveredNotices.delete(this.#undeliveredNotices.keys().next().value!);
@@ -388,14 +384,14 @@ export class Session {
     }
   }
 
-  #failure(entry: Entry): PgbgError | undefined {
-    const { job } = entry;
+  #failure(tracked: TrackedJob): PgbgError | undefined {
+    const { job } = tracked;
     if (job.state === 'error' || job.state === 'canceled') return job.error;
     return undefined;
   }
 
-  async #waitStep(entry: Entry): Promise<void> {
-    const { job } = entry;
+  async #waitStep(tracked: TrackedJob): Promise<void> {
+    const { job } = tracked;
     while (!job.ended) {
       if (job.stalled) {
         throw new PgbgError(
@@ -416,17 +412,17 @@ export class Session {
    * lock the launcher holds: the launcher would wait forever, and PostgreSQL's
    * deadlock detector cannot see a wait that happens outside the server.
    */
-  async #guard<T>(entry: Entry, wait: () => Promise<T>): Promise<T> {
-    const launcherPid = entry.context.launcherPid;
-    if (launcherPid === undefined || entry.job.ended) return wait();
+  async #guard<T>(tracked: TrackedJob, wait: () => Promise<T>): Promise<T> {
+    const launcherPid = tracked.context.launcherPid;
+    if (launcherPid === undefined || tracked.job.ended) return wait();
     let stop = false;
     const watchdog = (async (): Promise<never | undefined> => {
       while (!stop) {
         await delay(DEADLOCK_CHECK_MS);
-        if (stop || entry.job.ended) return undefined;
-        if (await this.core.isBlockedBy(entry, launcherPid)) {
+        if (stop || tracked.job.ended) return undefined;
+        if (await this.core.isBlockedBy(tracked, launcherPid)) {
           throw new PgbgError(SqlState.deadlockDetected, 'deadlock detected', {
-            detail: `Process ${launcherPid} waits for background worker ${entry.job.pid}; background worker ${entry.job.pid} waits for a lock held by process ${launcherPid}.`,
+            detail: `Process ${launcherPid} waits for background worker ${tracked.job.pid}; background worker ${tracked.job.pid} waits for a lock held by process ${launcherPid}.`,
             hint: 'Release the lock (commit or roll back) before waiting for the worker, or detach it.',
           });
         }

@@ -60,11 +60,12 @@ export interface JobResult<R = Record<string, unknown>> {
   notices: Notice[];
 }
 
-/** A row of pg_background_list_v2. */
-export interface JobInfo {
+/** JobSnapshot = a read-only view of one job at a moment: a row of pg_background_list_v2, and what a JobObserver is told. */
+export interface JobSnapshot {
   pid: number;
+  /** Unique for the engine's lifetime. */
   cookie: bigint;
-  launchedAt: Date;
+  database: string;
   /** Role the worker runs as (its login user when no role was taken). */
   role: string;
   roleOid: number | null;
@@ -72,9 +73,18 @@ export interface JobInfo {
   state: JobState;
   /** First 120 characters of the SQL. */
   sqlPreview: string;
+  launchedAt: Date;
+  startedAt: Date | undefined;
+  endedAt: Date | undefined;
+  errorCode: string | undefined;
+  errorMessage: string | undefined;
+  /** errorMessage as list_v2's last_error shows it. */
   lastError: string | null;
   consumed: boolean;
 }
+
+/** @deprecated Use JobSnapshot. */
+export type JobInfo = JobSnapshot;
 
 export interface SessionStats {
   workersLaunched: number;

@@ -14,7 +14,8 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { JobObserver, JobRecord } from '../engine/observer.js';
+import type { JobObserver } from '../engine/observer.js';
+import type { JobSnapshot } from '../engine/types.js';
 
 export interface JournalOptions {
   /**
@@ -52,7 +53,7 @@ const PRUNE_BATCH = 5000;
 export class Journal implements JobObserver {
   readonly runId = randomUUID();
   readonly #schema: string;
-  #pending = new Map<bigint, JobRecord>();
+  #pending = new Map<bigint, JobSnapshot>();
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -149,11 +150,11 @@ export class Journal implements JobObserver {
     return jobs;
   }
 
-  started(record: JobRecord): void {
+  started(record: JobSnapshot): void {
     void this.#enqueue(record);
   }
 
-  ended(record: JobRecord): void {
+  ended(record: JobSnapshot): void {
     void this.#enqueue(record);
   }
 
@@ -219,7 +220,7 @@ export class Journal implements JobObserver {
     }
   }
 
-  #enqueue(record: JobRecord): void {
+  #enqueue(record: JobSnapshot): void {
     if (this.#closed && !this.#flushing) return;
     // A later record of the same job carries everything the earlier one did.
     this.#pending.set(record.cookie, record);
@@ -257,14 +258,15 @@ export class Journal implements JobObserver {
     }
   }
 
-  async #write(records: JobRecord[]): Promise<void> {
+  async #write(records: JobSnapshot[]): Promise<void> {
     const rows = records.map((r) => ({
       cookie: r.cookie.toString(),
       pid: r.pid,
       database: r.database,
       role: r.role,
       sql_preview: this.#storeSql ? r.sqlPreview : '',
-      state: r.state,
+      // The journal's 'running' is "launched, not ended": a job still waiting to send its SQL counts.
+      state: r.state === 'starting' ? 'running' : r.state,
       launched_at: r.launchedAt.toISOString(),
       started_at: r.startedAt?.toISOString() ?? null,
       ended_at: r.endedAt?.toISOString() ?? null,

@@ -17,7 +17,7 @@ import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import type { Session } from '../engine/session.js';
-import type { HandleRef, JobInfo, RawResult } from '../engine/types.js';
+import type { HandleRef, JobSnapshot, RawResult } from '../engine/types.js';
 import { makeLogin, type Login } from '../workers/pool.js';
 import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { answerMac, badProof, helloApplicationName, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
@@ -27,7 +27,7 @@ import { notARequest, parseRequest, type Request } from './sql-api-requests.js';
 /** Worker credentials for a database and login role; undefined when the server has none. */
 export type CredentialsFor = (database: string, user: string) => pg.ClientConfig | undefined;
 
-/** What one wire connection is: its role, its nonce and the last sequence number it used. */
+/** Caller = one wire connection after its hello: its role, its nonce, the last sequence number it used, and its backend. */
 interface Caller {
   roleOid: number;
   nonce: string;
@@ -41,12 +41,14 @@ interface Verified {
   seq: bigint;
 }
 
-/** A caller backend: its engine session, shared by the roles that call from it. */
+/** CallerBackend = the PostgreSQL backend callers call from, and its engine Session, shared by the roles that call from it. */
 interface CallerBackend {
   key: string;
   session: Session;
   /** The caller's backend pid: lets the engine detect a caller waiting on its own lock. */
   backendPid: number;
+  /** Its wire connections open now: the session ends with the last. */
+  connections: number;
 }
 
 /** The role OID of an endpoint login, or undefined. */
@@ -100,7 +102,7 @@ export interface SqlApiHandlerOptions {
 }
 
 export class SqlApiHandler implements WireHandler {
-  readonly #backends = new Map<string, { session: Session; connections: number }>();
+  readonly #backends = new Map<string, CallerBackend>();
   readonly #logins = new Map<string, Login>();
   /** Nonces of the connections open now: a second hello with one is refused. */
   readonly #nonces = new Set<string>();
@@ -135,12 +137,11 @@ export class SqlApiHandler implements WireHandler {
     const caller = conn.state.get('caller') as Caller | undefined;
     if (!caller) return;
     this.#nonces.delete(caller.nonce);
-    const entry = this.#backends.get(caller.backend.key);
-    if (!entry) return;
-    entry.connections--;
-    if (entry.connections === 0) {
-      this.#backends.delete(caller.backend.key);
-      entry.session.close();
+    const { backend } = caller;
+    backend.connections--;
+    if (backend.connections === 0 && this.#backends.get(backend.key) === backend) {
+      this.#backends.delete(backend.key);
+      backend.session.close();
     }
   }
 
@@ -171,14 +172,13 @@ export class SqlApiHandler implements WireHandler {
     }
     // A backend's connections all close when it ends, and its session with them: a later backend
     // given the same pid starts a new one.
-    const sessionKey = `${conn.database}\u0000${req.backend_pid}`;
-    let entry = this.#backends.get(sessionKey);
-    if (!entry) {
-      entry = { session: this.#engine.session({ connection: { database: conn.database } }), connections: 0 };
-      this.#backends.set(sessionKey, entry);
+    const backendKey = `${conn.database}\u0000${req.backend_pid}`;
+    let backend = this.#backends.get(backendKey);
+    if (!backend) {
+      backend = { key: backendKey, session: this.#engine.session({ connection: { database: conn.database } }), backendPid: req.backend_pid, connections: 0 };
+      this.#backends.set(backendKey, backend);
     }
-    entry.connections++;
-    const backend: CallerBackend = { key: sessionKey, session: entry.session, backendPid: req.backend_pid };
+    backend.connections++;
     conn.state.set('caller', { roleOid, nonce: req.nonce, lastSeq: signed.seq, backend } satisfies Caller);
     this.#nonces.add(req.nonce);
     return { commandTag: 'HELLO' };
@@ -314,7 +314,7 @@ export class SqlApiHandler implements WireHandler {
 }
 
 /** pg_background 1.8's states: a canceled or failed worker is `stopped` (its error is in last_error). */
-function listState(state: JobInfo['state']): string {
+function listState(state: JobSnapshot['state']): string {
   return state === 'canceled' || state === 'error' ? 'stopped' : state;
 }
 

@@ -1,7 +1,7 @@
 /**
  * What the wire server and the handler that answers its queries agree on:
  * the handler, the connection it is called for, and the results it returns.
- * Their own module, so the server's parts (wire.ts, wire-session.ts,
+ * Their own module, so the server's parts (wire.ts, wire-client.ts,
  * wire-query.ts) and handlers import them without importing each other.
  */
 
@@ -24,6 +24,7 @@ export interface WireResult {
   commandTag: string;
 }
 
+/** WireConnection = what a handler sees of one client connection (a WireClient). */
 export interface WireConnection {
   /** Also the process id the client sees (BackendKeyData, PQbackendPID). */
   readonly id: number;

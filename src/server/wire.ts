@@ -11,7 +11,7 @@
  *   (small before login, maxRequestBytes after), and a login must finish
  *   within authTimeoutMs.
  *
- * Connection plumbing lives in wire-session.ts (on top of pg-gateway), byte
+ * Connection plumbing lives in wire-client.ts (on top of pg-gateway), byte
  * layouts in wire-messages.ts, query execution in wire-query.ts, the handler
  * contract in wire-types.ts.
  */
@@ -20,7 +20,7 @@ import { randomInt } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { mockVerifier, type WireAuthenticate } from './wire-auth.js';
 import { secretKeysMatch } from './wire-messages.js';
-import { WireSession, type SessionServices } from './wire-session.js';
+import { WireClient, type WireClientServices } from './wire-client.js';
 import type { WireHandler } from './wire-types.js';
 
 export type { WireAuthenticate, WireCredentials } from './wire-auth.js';
@@ -121,11 +121,11 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
   const requestBytes = limit('maxRequestBytes', opts.maxRequestBytes, 1024);
   const maxPendingLogins = limit('maxPendingLogins', opts.maxPendingLogins, 1);
   let refusedLogins = 0;
-  const open = new Set<WireSession>();
+  const open = new Set<WireClient>();
   /** Inbound totals of the connections already closed. */
   const closedInbound: InboundBytes = { read: 0, parsed: 0 };
-  /** Authenticated sessions by process id, for CancelRequest. */
-  const byId = new Map<number, WireSession>();
+  /** Authenticated clients by process id, for CancelRequest. */
+  const byId = new Map<number, WireClient>();
   // Random start so ids are not guessable from "one more than mine" across restarts;
   // the secret key is what actually protects cancel.
   let nextId = randomInt(10_000, 1_000_000);
@@ -135,7 +135,7 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
     return nextId;
   };
 
-  const services: SessionServices = {
+  const services: WireClientServices = {
     handler: opts.handler,
     authenticate: opts.authenticate,
     mockVerifier: mockVerifier(),
@@ -158,20 +158,20 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
   };
 
   const server = net.createServer({ noDelay: true }, (socket) => {
-    // byId holds the authenticated sessions: the rest of `open` are logging in.
+    // byId holds the authenticated clients: the rest of `open` are logging in.
     if (open.size - byId.size >= maxPendingLogins) {
       if (refusedLogins++ % 1000 === 0) logger.warn({ maxPendingLogins, refused: refusedLogins }, 'wire: too many connections logging in at once; refusing more');
       socket.destroy();
       return;
     }
-    const session = new WireSession(socket, allocateId(), services);
-    open.add(session);
-    void session.closed.then(() => {
-      open.delete(session);
+    const client = new WireClient(socket, allocateId(), services);
+    open.add(client);
+    void client.closed.then(() => {
+      open.delete(client);
       closedInbound.read += socket.bytesRead;
-      closedInbound.parsed += session.framer.forwarded;
+      closedInbound.parsed += client.framer.forwarded;
     });
-    session.start();
+    client.start();
   });
   server.on('error', (err) => logger.error({ err }, 'wire server error'));
 
@@ -201,9 +201,9 @@ export async function startWireServer(opts: WireServerOptions): Promise<WireServ
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        const sessions = [...open];
-        for (const s of sessions) s.shutdown(opts.shutdownGraceMs ?? 1000);
-        await Promise.all(sessions.map((s) => s.closed));
+        const clients = [...open];
+        for (const s of clients) s.shutdown(opts.shutdownGraceMs ?? 1000);
+        await Promise.all(clients.map((s) => s.closed));
         await stopped;
         logger.info({ port }, 'wire server closed');
       })();

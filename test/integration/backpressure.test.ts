@@ -18,7 +18,7 @@ describe('backpressure', () => {
       waitEvent = r.rows[0]?.w;
     }
     assert.equal(waitEvent, 'Client/ClientWrite');
-    const job = ctx.fx.session.entry(h).job;
+    const job = ctx.fx.session.trackedJob(h).job;
     assert.ok(job.stalled, 'the engine stopped reading the worker socket');
     assert.ok(!job.ended);
     // The engine holds no more than the queue plus one socket read of rows.
@@ -45,7 +45,7 @@ describe('backpressure', () => {
     }
     // Bounded: up to 10 s for every job to stall on its full queue or finish.
     for (let i = 0; i < 100; i++) {
-      if (handles.every((h) => { const job = ctx.fx.session.entry(h).job; return job.stalled || job.ended; })) break;
+      if (handles.every((h) => { const job = ctx.fx.session.trackedJob(h).job; return job.stalled || job.ended; })) break;
       await sleep(100);
     }
     let checked = 0;
@@ -65,7 +65,7 @@ describe('backpressure', () => {
 
   test('1,000,000 rows stream through a 64 kB queue with bounded engine memory', async () => {
     const h = await ctx.fx.session.launch('SELECT g, md5(g::text) AS h FROM generate_series(1, 1000000) g', { queueSize: 65536 });
-    const job = ctx.fx.session.entry(h).job;
+    const job = ctx.fx.session.trackedJob(h).job;
     let n = 0;
     let maxBuffered = 0;
     let samples = 0;

@@ -424,7 +424,7 @@ describe('pool: exhaustion', () => {
     const other = fx.engine.session({ connection: db.url });
     await assert.rejects(other.launch('SELECT 1'), noCapacity(/maxConnectionsPerLogin/));
     // Not by timing: the job it would have had to wait for is still running.
-    assert.equal(fx.session.entry(h1).job.ended, false);
+    assert.equal(fx.session.trackedJob(h1).job.ended, false);
     assert.equal(fx.session.list().find((j) => j.pid === h1.pid)?.state, 'running');
     await g.release();
     assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
@@ -452,7 +452,7 @@ describe('pool: exhaustion', () => {
     await g.release();
     const h2 = await p2;
     // It could only have the connection after the first job ended (and released it).
-    assert.equal(fx.session.entry(h1).job.ended, true);
+    assert.equal(fx.session.trackedJob(h1).job.ended, true);
     assert.equal(h2.pid, h1.pid);
     assert.deepEqual((await other.result(h2)).rows, [{ two: 2, pid: h1.pid }]);
     assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
@@ -480,7 +480,7 @@ describe('pool: exhaustion', () => {
         assert.match((err as PgbgError).detail ?? '', /too many connections for role/);
         return true;
       });
-      assert.equal(first.entry(h1).job.ended, false, whenExhausted);
+      assert.equal(first.trackedJob(h1).job.ended, false, whenExhausted);
       await g.release();
       assert.deepEqual((await first.result(h1)).rows, [{ one: 1 }]);
       // The role's one connection is reset and back in the pool: the other session gets it
@@ -525,7 +525,7 @@ describe("pool: one login's share", () => {
     const same = fx!.engine.session({ connection: db.url });
     await assert.rejects(same.launch('SELECT 1'), noCapacity(/All 2 worker connections for \S+ are busy \(maxConnectionsPerLogin\)/));
     same.close();
-    for (const h of held) assert.equal(fx!.session.entry(h).job.ended, false, 'its jobs still hold their workers');
+    for (const h of held) assert.equal(fx!.session.trackedJob(h).job.ended, false, 'its jobs still hold their workers');
     const b = fx!.engine.session({ connection: urlFor(db.name, other) });
     const { rows } = await run<{ u: string }>(b, 'SELECT current_user AS u');
     assert.deepEqual(rows, [{ u: other.name }]);

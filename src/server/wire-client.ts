@@ -1,5 +1,6 @@
 /**
- * One client connection of the wire server.
+ * WireClient = one client connection to the wire endpoint, the server's end of
+ * it (socket, login, query loop); its handler sees it as a WireConnection.
  *
  * pg-gateway drives the connection: it frames messages, answers SSLRequest
  * with 'N', parses the StartupMessage and runs the SCRAM-SHA-256 exchange.
@@ -37,8 +38,8 @@ import {
 import { runSimpleQuery } from './wire-query.js';
 import { socketDuplex, WireOutput } from './wire-socket.js';
 
-/** What the server shares with its sessions. */
-export interface SessionServices {
+/** What the server shares with its clients. */
+export interface WireClientServices {
   handler: WireHandler;
   authenticate: WireAuthenticate;
   mockVerifier: () => Promise<ScramSha256Data>;
@@ -49,9 +50,9 @@ export interface SessionServices {
   authTimeoutMs: number;
   /** How long incoming messages may be, before and after authentication. */
   limits: InboundLimits;
-  /** Makes the session reachable by CancelRequest (after authentication). */
-  register(session: WireSession): void;
-  unregister(session: WireSession): void;
+  /** Makes the client reachable by CancelRequest (after authentication). */
+  register(client: WireClient): void;
+  unregister(client: WireClient): void;
   /** A CancelRequest arrived on some connection. */
   cancel(processId: number, secretKey: Buffer): void;
 }
@@ -74,7 +75,7 @@ const CUT_OFF_GRACE_MS = 1000;
 
 const fatal = (code: string, message: string): Uint8Array => errorResponse({ severity: 'FATAL', code, message });
 
-export class WireSession {
+export class WireClient {
   /** Also the BackendKeyData process id. */
   readonly id: number;
   readonly secretKey = randomBytes(4);
@@ -92,7 +93,7 @@ export class WireSession {
   constructor(
     private readonly socket: Socket,
     id: number,
-    private readonly services: SessionServices,
+    private readonly services: WireClientServices,
   ) {
     this.id = id;
     this.out = new WireOutput(socket);
