@@ -1,6 +1,7 @@
 /** `pgbg install` / `pgbg uninstall`: the SQL API in an existing database. */
 import pg from 'pg';
 import { install, uninstall } from '../install/install.js';
+import type { ApiVersion } from '../install/script.js';
 import { endpointOf, loadIdentity } from '../server/identity.js';
 
 export interface InstallCommandOptions {
@@ -9,14 +10,15 @@ export interface InstallCommandOptions {
   data: string;
   apiHost: string;
   apiPort?: number | undefined;
+  apiVersion?: ApiVersion | undefined;
 }
 
 export async function installCommand(options: InstallCommandOptions): Promise<void> {
   const identity = await loadIdentity(options.data, options.apiPort);
   await withClient(options.database, async (client) => {
-    const report = await install(client, { schema: options.schema, endpoint: endpointOf(options.apiHost, identity) });
+    const report = await install(client, { schema: options.schema, endpoint: endpointOf(options.apiHost, identity), ...(options.apiVersion ? { apiVersion: options.apiVersion } : {}) });
     const what = report.upgradedFrom ? 'upgraded the SQL API (made by an earlier pgbg)' : report.installed ? 'installed the SQL API' : 'the SQL API was up to date';
-    process.stdout.write(`${what} in schema ${report.schema}; it reaches the server at ${options.apiHost}:${identity.port}\n`);
+    process.stdout.write(`${what} (pg_background ${report.apiVersion}) in schema ${report.schema}; it reaches the server at ${options.apiHost}:${identity.port}\n`);
   });
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `pgbg` command line. */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { API_VERSIONS, DEFAULT_API_VERSION, type ApiVersion } from '../install/script.js';
 import { installCommand, uninstallCommand } from './install.js';
 import { serve } from './serve.js';
 
@@ -66,13 +67,14 @@ program
   .option('--journal-retention-days <n>', 'jobs stay in the journal (pgbg_server.jobs) this many days (0 = forever)', days, 7)
   .addOption(new Option('--journal-sql <mode>', 'SQL text in the journal: the first 120 characters of each job (preview) or none').choices(['preview', 'none']).default('preview'))
   .option('--log-level <level>', 'pino log level', 'info')
+  .addOption(new Option('--api-version <version>', 'embedded: the pg_background surface installed in its database (an installed one is kept)').choices(API_VERSIONS).default(DEFAULT_API_VERSION))
   .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
   .action(async (o: {
     embedded: boolean; database?: string; port?: number; apiPort?: number; listen: string; apiHost: string;
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
     maxConnections?: number; maxConnectionsPerLogin?: number; maxWorkers?: number; maxWorkersPerLogin?: number;
     idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
-    maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none';
+    maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none'; apiVersion: ApiVersion;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     if (o.maxWorkers !== undefined) process.stderr.write('pgbg: --max-workers is deprecated: use --max-connections\n');
@@ -93,7 +95,8 @@ program
   .option('--data <dir>', 'the server\'s data folder (holds its port and secret)', '.pgbg')
   .option('--api-host <host>', 'address the database reaches the pgbg server at', '127.0.0.1')
   .option('--api-port <n>', 'port of the pgbg server (default: the one in the data folder, else a free one)', portNumber)
-  .action(async (o: { database: string; schema: string; data: string; apiHost: string; apiPort?: number }) => installCommand(o));
+  .addOption(new Option('--api-version <version>', 'the pg_background SQL surface: 2.0, or 1.8 (2.0 over an installed 1.8 upgrades it; default: the installed one, else 2.0)').choices(API_VERSIONS))
+  .action(async (o: { database: string; schema: string; data: string; apiHost: string; apiPort?: number; apiVersion?: ApiVersion }) => installCommand(o));
 
 program
   .command('uninstall')

@@ -12,6 +12,7 @@ import { pino, type Logger } from 'pino';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../embedded/postgres.js';
 import { writeExtension } from '../install/extension.js';
 import { install, installedSchema, type Endpoint } from '../install/install.js';
+import type { ApiVersion } from '../install/script.js';
 import { loadCredentials } from '../server/credentials.js';
 import { endpointOf, loadIdentity } from '../server/identity.js';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -48,6 +49,8 @@ export interface ServeOptions {
   journalSql: 'preview' | 'none';
   /** Longest request the SQL API endpoint accepts. */
   maxRequestBytes: number;
+  /** Embedded: the surface a fresh install of its database gets. */
+  apiVersion: ApiVersion;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -81,7 +84,7 @@ export async function serve(options: ServeOptions): Promise<void> {
 
   let server: RunningServer;
   try {
-    await prepareDatabases(adminUrl, endpoint, options.embedded, logger);
+    await prepareDatabases(adminUrl, endpoint, options.embedded ? options.apiVersion : undefined, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
@@ -136,13 +139,15 @@ export async function serve(options: ServeOptions): Promise<void> {
  * API an earlier pgbg made, and point every database that has the API at this
  * server's address (and run: callers' connections to an earlier run are replaced).
  */
-async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHere: boolean, logger: Logger): Promise<void> {
+async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHere: ApiVersion | undefined, logger: Logger): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   let others: string[];
   try {
-    if (installHere || (await installedSchema(admin)) !== undefined) {
-      const report = await install(admin, { endpoint });
+    const installed = await installedSchema(admin);
+    if (installHere !== undefined || installed !== undefined) {
+      // An installed surface is kept: a 1.8 database is upgraded only when asked (pgbg install --api-version 2.0).
+      const report = await install(admin, { endpoint, ...(installHere !== undefined && installed === undefined ? { apiVersion: installHere } : {}) });
       if (report.installed) logger.info({ upgradedFrom: report.upgradedFrom }, 'SQL API installed');
     }
     const { rows } = await admin.query<{ datname: string }>(

@@ -44,7 +44,7 @@ export interface EngineCore {
   jobStarted(tracked: TrackedJob): void;
   jobEnded(tracked: TrackedJob): void;
   /** Cancels a job (see Session.cancel); resolves when it has ended. */
-  cancelJob(tracked: TrackedJob, graceMs: number): Promise<void>;
+  cancelJob(tracked: TrackedJob, graceMs: number, options?: { cooperative?: boolean }): Promise<void>;
   /** True when the job's worker waits for a lock held by `pid`. */
   isBlockedBy(tracked: TrackedJob, pid: number): Promise<boolean>;
   /** The settings a fresh worker of `login` starts with, for the names given. */

@@ -10,13 +10,14 @@ import type { EngineCore, TrackedJob } from './core.js';
 import { Session } from './session.js';
 import type { SessionSettings } from './types.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from './budget.js';
-import { NOTICE_BYTES } from './job.js';
+import { NOTICE_BYTES, type Job } from './job.js';
 import type { JobObserver } from './observer.js';
 import { jobSnapshot } from './snapshot.js';
 import type { JobSnapshot } from './types.js';
 import type { LaunchContext } from '../sql/launch-context.js';
 import { loadClassifier } from '../sql/classify.js';
 import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
+import type { WorkerConnection } from '../workers/worker.js';
 
 export interface EngineOptions {
   /** Worker pool limits and policy. */
@@ -62,6 +63,8 @@ export interface SessionOptions {
 }
 
 const DEFAULTS_TTL_MS = 60_000;
+/** How long a cooperative cancel waits for the worker before it terminates the backend (when its caller gave less). */
+const COOPERATIVE_GRACE_MS = 1000;
 
 export class Engine implements EngineCore {
   readonly logger: Logger;
@@ -159,9 +162,10 @@ export class Engine implements EngineCore {
     this.observer?.ended(jobSnapshot(tracked));
   }
 
-  async cancelJob(tracked: TrackedJob, graceMs: number): Promise<void> {
+  async cancelJob(tracked: TrackedJob, graceMs: number, { cooperative = false }: { cooperative?: boolean } = {}): Promise<void> {
     const { job } = tracked;
     if (job.ended) return;
+    if (cooperative && tracked.worker) return this.#cancelCooperatively(tracked, tracked.worker, graceMs);
     job.cancelRequested = true;
     // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
     job.discard();
@@ -180,6 +184,26 @@ export class Engine implements EngineCore {
     worker.cancelSent = true;
     await this.#terminate(tracked);
     await Promise.race([tracked.settled, sleep(10_000)]);
+  }
+
+  /**
+   * pg_background 2.0's cancel: the worker is asked to stop (its statement fails 57014) and the
+   * caller waits up to `graceMs`; a worker still running when the grace ends (at least
+   * COOPERATIVE_GRACE_MS) has its backend terminated, so a cancel always ends the job.
+   */
+  async #cancelCooperatively(tracked: TrackedJob, worker: WorkerConnection, graceMs: number): Promise<void> {
+    const { job } = tracked;
+    job.cancelRequested = true;
+    job.discard();
+    this.logger.debug({ pid: job.pid, graceMs }, 'job cancel (cooperative)');
+    await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
+    const escalation = untilEndedOr(job, Math.max(graceMs, COOPERATIVE_GRACE_MS)).then(async () => {
+      if (job.ended) return;
+      worker.cancelSent = true;
+      await this.#terminate(tracked);
+    });
+    escalation.catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'could not end a canceled job'));
+    if (graceMs > 0) await untilEndedOr(job, graceMs);
   }
 
   /** True when the worker waits for a lock held by `pid`. */
@@ -276,6 +300,17 @@ function launcherCredentials(client: pg.Client): pg.ClientConfig {
   };
   if (p.password !== undefined && p.password !== null) config.password = p.password as string;
   return config;
+}
+
+/** Resolves when the job has ended or `ms` have passed, whichever is first (the timer does not outlive it). */
+function untilEndedOr(job: Job, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, Math.max(0, ms));
+    void job.untilEnded().then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function sleep(ms: number): Promise<void> {

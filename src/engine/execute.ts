@@ -9,6 +9,7 @@ import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js'
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
 import { ResultTracker } from './result-tracker.js';
+import { cutBytes } from '../util/bytes.js';
 import type { RunOutcome, WorkerConnection } from '../workers/worker.js';
 
 export async function executeJob(engine: EngineCore, tracked: TrackedJob, worker: WorkerConnection, plan: StatementPlan): Promise<void> {
@@ -25,7 +26,7 @@ export async function executeJob(engine: EngineCore, tracked: TrackedJob, worker
     // in the same turn of the event loop, before any further request is read.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (job.cancelRequested) throw canceledError(job.pid);
-    const setup = setupStatement(tracked.context);
+    const setup = setupStatement(tracked.context, workerApplicationName(job.pid, job.label));
     log.debug('job started');
     if (plan.mustRunAlone) {
       // VACUUM and friends refuse to run in a transaction block, so setup goes first, alone.
@@ -92,4 +93,15 @@ function onTimeout(engine: EngineCore, tracked: TrackedJob): void {
   void engine.cancelJob(tracked, 1000).catch((err: unknown) => {
     engine.logger.warn({ pid: tracked.job.pid, err: (err as Error).message }, 'could not cancel a timed-out job');
   });
+}
+
+/**
+ * pg_background 2.0's name for a worker in pg_stat_activity: `pg_background:<label>:<pid>`, or
+ * `pg_background:<pid>`, within the 63 bytes of application_name (the label is cut to fit, on a
+ * character boundary). The reset between jobs puts the connection's own name back.
+ */
+export function workerApplicationName(pid: number, label: string | undefined): string {
+  if (label === undefined) return `pg_background:${pid}`;
+  const room = 63 - Buffer.byteLength(`pg_background::${pid}`);
+  return `pg_background:${cutBytes(label, room)}:${pid}`;
 }

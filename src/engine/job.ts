@@ -52,6 +52,8 @@ export function noticeSize(notice: Notice): number {
 export interface JobOptions {
   /** Bytes of notices kept; later ones are counted, not kept. @default NOTICE_BYTES.default */
   maxNoticeBytes?: number;
+  /** A name for the job (pg_background 2.0's label), shown in lists and the worker's application_name. */
+  label?: string | undefined;
 }
 
 interface Waiter {
@@ -80,6 +82,7 @@ export class Job implements WorkerJob {
   droppedNotices = 0;
   droppedNoticeBytes = 0;
   readonly maxNoticeBytes: number;
+  readonly label: string | undefined;
   /** Rows relayed to the buffer so far (the reader may have taken some). */
   rowsReceived = 0;
   cancelRequested = false;
@@ -117,6 +120,7 @@ export class Job implements WorkerJob {
   ) {
     this.discarding = resultsDisabled;
     this.maxNoticeBytes = options.maxNoticeBytes ?? NOTICE_BYTES.default;
+    this.label = options.label;
   }
 
   get ended(): boolean {

@@ -7,6 +7,8 @@ export const QUEUE_SIZE = { default: 64 * 1024, min: 64, max: 256 * 1024 * 1024 
 export const WORKER_TIMEOUT = { default: 0, min: 0, max: 2147483647 } as const;
 export const CANCEL_GRACE_MS = { min: 0, max: 3_600_000 } as const;
 export const WAIT_TIMEOUT_MS = { min: 0, max: 86_400_000 } as const;
+/** pg_background 2.0's longest label. */
+export const LABEL_BYTES = 64;
 
 export function clamp(value: number, bounds: { min: number; max: number }): number {
   return Math.min(bounds.max, Math.max(bounds.min, Math.trunc(value)));

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { cookiesEqual } from './cookie.js';
 import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import { Job } from './job.js';
-import { CANCEL_GRACE_MS, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
+import { CANCEL_GRACE_MS, LABEL_BYTES, MAX_WORKERS, WAIT_TIMEOUT_MS, clamp, parseTimeSetting, resolveQueueSize } from './limits.js';
 import type {
   FieldInfo, Handle, HandleRef, JobResult, JobSnapshot, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
 } from './types.js';
@@ -43,7 +43,7 @@ export class Session {
   readonly #undeliveredNotices = new Map<number, Notice[]>();
   #reserved = 0;
   #closed = false;
-  #stats = { launched: 0, completed: 0, failed: 0, canceled: 0, totalMs: 0, timed: 0 };
+  #stats = { launched: 0, completed: 0, failed: 0, canceled: 0, timedOut: 0, totalMs: 0, timed: 0 };
 
   constructor(
     private readonly core: EngineCore,
@@ -159,9 +159,9 @@ export class Session {
    * not stopped when the period ends; without one, terminates at once.
    * Resolves when the job has ended.
    */
-  async cancel(ref: HandleRef, options: { graceMs?: number } = {}): Promise<void> {
+  async cancel(ref: HandleRef, options: { graceMs?: number; cooperative?: boolean } = {}): Promise<void> {
     const tracked = this.#lookup(ref, { allowConsumed: true });
-    await this.core.cancelJob(tracked, clamp(options.graceMs ?? 0, CANCEL_GRACE_MS));
+    await this.core.cancelJob(tracked, clamp(options.graceMs ?? 0, CANCEL_GRACE_MS), { cooperative: options.cooperative ?? false });
   }
 
   /** Waits until the job has finished. */
@@ -203,11 +203,17 @@ export class Session {
       workersCompleted: s.completed,
       workersFailed: s.failed,
       workersCanceled: s.canceled,
+      workersTimedOut: s.timedOut,
       workersActive: active,
       avgExecutionMs: s.timed === 0 ? 0 : s.totalMs / s.timed,
       maxWorkers: this.settings.maxWorkers,
     };
   }
+  /** Counts a job that overran a synchronous call's timeout (pg_background 2.0's workers_timed_out). */
+  recordTimeout(): void {
+    this.#stats.timedOut++;
+  }
+
 
   /**
    * The result once the job has ended or filled its queue — what one read can take
@@ -242,14 +248,15 @@ export class Session {
     return notices;
   }
 
-  /** The tracked job behind a handle: what a test looks into (the SQL API uses the operations above). */
+  /** The tracked job behind a handle (raises as the operations do for an unknown handle or a wrong cookie). */
   trackedJob(ref: HandleRef): TrackedJob {
     return this.#lookup(ref, { allowConsumed: true });
   }
 
-  /** @deprecated Use trackedJob. */
-  entry(ref: HandleRef): TrackedJob {
-    return this.trackedJob(ref);
+  /** The tracked job behind a handle, or undefined where trackedJob raises. */
+  tryTrackedJob(ref: HandleRef): TrackedJob | undefined {
+    const tracked = this.#jobs.get(ref.pid);
+    return tracked && (ref.cookie === undefined || cookiesEqual(tracked.cookie, ref.cookie)) ? tracked : undefined;
   }
 
   /** Who owns the job: the role it runs as, and the login of its workers; undefined for an unknown pid. */
@@ -282,7 +289,7 @@ export class Session {
     // A submitted job's rows are dropped as they come: it needs no queue.
     const queueBytes = resultsDisabled ? 0 : queueSize;
     const account = this.core.budgets.reserve(options.login ?? this.init.login, queueBytes);
-    const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob });
+    const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob, label: checkLabel(options.label) });
     job.chargeTo(account, queueBytes);
     let kept = false;
     this.#reserved++;
@@ -439,4 +446,11 @@ export class Session {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Labels are at most 64 bytes; an empty one is none. */
+function checkLabel(label: string | undefined): string | undefined {
+  if (label === undefined || label === '') return undefined;
+  if (Buffer.byteLength(label) > LABEL_BYTES) throw new PgbgError(SqlState.stringDataRightTruncation, 'label too long', { detail: `A label is at most ${LABEL_BYTES} bytes.` });
+  return label;
 }

@@ -13,6 +13,7 @@ export function jobSnapshot({ job, cookie, context, login }: TrackedJob): JobSna
     queueSize: job.queueSize,
     state: job.state,
     sqlPreview: sqlPreview(job.sql),
+    label: job.label,
     launchedAt: job.launchedAt,
     startedAt: job.startedAt,
     endedAt: job.endedAt,

@@ -23,6 +23,8 @@ export interface LaunchOptions {
   context?: LaunchContext;
   /** The login the worker uses instead of the session's (the SQL API: the calling role itself). */
   login?: Login;
+  /** A name for the job, at most 64 bytes (pg_background 2.0's label): lists show it, and the worker's application_name. */
+  label?: string | undefined;
   /** Called for each notice or warning the worker raises. */
   onNotice?: (notice: Notice) => void;
 }
@@ -73,6 +75,8 @@ export interface JobSnapshot {
   state: JobState;
   /** First 120 characters of the SQL. */
   sqlPreview: string;
+  /** The job's label (pg_background 2.0), if it was given one. */
+  label: string | undefined;
   launchedAt: Date;
   startedAt: Date | undefined;
   endedAt: Date | undefined;
@@ -91,6 +95,8 @@ export interface SessionStats {
   workersCompleted: number;
   workersFailed: number;
   workersCanceled: number;
+  /** Jobs that overran a synchronous call's timeout, and timeouts recorded (recordTimeout). */
+  workersTimedOut: number;
   workersActive: number;
   avgExecutionMs: number;
   maxWorkers: number;

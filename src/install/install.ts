@@ -1,19 +1,20 @@
 /**
- * Installs the SQL API into a database: one baseline script (src/install/sql/api.sql)
- * in one transaction, the foreign server that points at the pgbg endpoint, and a
+ * Installs the SQL API into a database: the private part and one surface, pg_background
+ * 1.8 or 2.0 (script.ts), in one transaction, the foreign server that points at the pgbg endpoint, and a
  * secret of its own for the installing role. Re-running is a no-op; an API made by
  * an earlier pgbg (the migrations chain, or CREATE EXTENSION of it) is upgraded in
- * place. Also: uninstall, and pointing an installed API at a (restarted) server.
+ * place, and a 1.8 API can be upgraded to 2.0 (never back). Also: uninstall, and pointing an installed API at a (restarted) server.
  *
  * Works for an installer that is not a superuser (managed PostgreSQL: CREATEROLE,
  * owner of the database, dblink created beforehand, USAGE on dblink_fdw).
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { PgbgError, SqlState } from '../protocol/errors.js';
-import { CARRIED_SETTINGS } from '../sql/carried-settings.js';
+import {
+  apiRevision, apiScript, DEFAULT_API_VERSION, EXTENSION_DBLINK_BINDINGS, EXTENSION_DBLINK_GRANTS, EXTENSION_DBLINK_SCHEMA, EXTENSION_FDW, FOREIGN_SERVER,
+  GRANT_HELPER, literal, quoteIdent, type ApiVersion,
+} from './script.js';
 
 export interface Endpoint {
   /** Address the database reaches the pgbg endpoint at. */
@@ -25,6 +26,8 @@ export interface InstallOptions {
   /** Schema for the API. @default the one it is installed in, else 'public' */
   schema?: string;
   endpoint: Endpoint;
+  /** The surface. @default the installed one, else DEFAULT_API_VERSION; 2.0 over 1.8 upgrades */
+  apiVersion?: ApiVersion;
 }
 
 export interface InstallReport {
@@ -33,98 +36,15 @@ export interface InstallReport {
   /** Set when an API made by an earlier pgbg was replaced: its migrations chain, or its revision. */
   upgradedFrom?: string;
   schema: string;
+  apiVersion: ApiVersion;
 }
-
-/**
- * What an installed API is: a hash of everything install puts in the database (the
- * script, the settings list, dblink's bindings). Any change makes a newer pgbg replace
- * an install in place (keeping the roles' secrets), so it can never be forgotten.
- */
-let revision: Promise<string> | undefined;
-export function apiRevision(): Promise<string> {
-  revision ??= apiScript({ schema: '@schema@', dblink: '@dblink@' }).then((text) =>
-    createHash('sha256').update(text).update(EXTENSION_DBLINK_BINDINGS).update(EXTENSION_DBLINK_GRANTS).digest('hex').slice(0, 16));
-  return revision;
-}
-export const SQL_DIR = path.join(import.meta.dirname, 'sql');
-/** The endpoint's foreign server; its user mappings hold each role's secret. */
-export const FOREIGN_SERVER = 'pgbg';
-/** Where CREATE EXTENSION pg_background binds dblink's C functions (it cannot create the dblink extension). */
-export const EXTENSION_DBLINK_SCHEMA = 'pgbg_private';
-/** The foreign-data wrapper CREATE EXTENSION makes for the endpoint (with dblink's own validator). */
-export const EXTENSION_FDW = 'pgbg_fdw';
-
-/**
- * dblink's C functions the SQL API calls, bound privately in pgbg_private for an
- * API made with CREATE EXTENSION, and a foreign-data wrapper validated as
- * dblink_fdw is (dblink reads the server's and mapping's options whatever the wrapper).
- */
-export const EXTENSION_DBLINK_BINDINGS = `
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_connect(text, text) RETURNS text
-  AS '$libdir/dblink', 'dblink_connect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_disconnect(text) RETURNS text
-  AS '$libdir/dblink', 'dblink_disconnect' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_connections() RETURNS text[]
-  AS '$libdir/dblink', 'dblink_get_connections' LANGUAGE C PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink(text, text) RETURNS SETOF record
-  AS '$libdir/dblink', 'dblink_record' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_exec(text, text) RETURNS text
-  AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_send_query(text, text) RETURNS int4
-  AS '$libdir/dblink', 'dblink_send_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text) RETURNS SETOF record
-  AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_get_result(text, bool) RETURNS SETOF record
-  AS '$libdir/dblink', 'dblink_get_result' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_is_busy(text) RETURNS int4
-  AS '$libdir/dblink', 'dblink_is_busy' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_cancel_query(text) RETURNS text
-  AS '$libdir/dblink', 'dblink_cancel_query' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_error_message(text) RETURNS text
-  AS '$libdir/dblink', 'dblink_error_message' LANGUAGE C STRICT PARALLEL RESTRICTED;
-CREATE OR REPLACE FUNCTION pgbg_private.dblink_fdw_validator(text[], oid) RETURNS void
-  AS '$libdir/dblink', 'dblink_fdw_validator' LANGUAGE C STRICT PARALLEL SAFE;
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper WHERE fdwname = '${EXTENSION_FDW}') THEN
-    CREATE FOREIGN DATA WRAPPER ${EXTENSION_FDW} VALIDATOR pgbg_private.dblink_fdw_validator;
-  END IF;
-END $$;
-`;
-const DBLINK_FUNCTIONS = [
-  'dblink_connect(text, text)', 'dblink_disconnect(text)', 'dblink_get_connections()', 'dblink(text, text)', 'dblink_exec(text, text)',
-  'dblink_send_query(text, text)', 'dblink_get_result(text)', 'dblink_get_result(text, bool)', 'dblink_is_busy(text)',
-  'dblink_cancel_query(text)', 'dblink_error_message(text)',
-];
-
-/**
- * After the API script (which revokes everything in pgbg_private from PUBLIC): the
- * wrappers run as their callers, so the members call the bound dblink functions.
- */
-export const EXTENSION_DBLINK_GRANTS = `GRANT EXECUTE ON FUNCTION ${DBLINK_FUNCTIONS.map((f) => `pgbg_private.${f}`).join(', ')} TO pgbackground_role;`;
 
 /** Every object the API creates in its schema, for uninstall. */
-const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress'];
+const API_TYPES = ['pg_background_handle', 'pg_background_stats', 'pg_background_progress', 'pg_background_progress_info',
+  'pg_background_result_info', 'pg_background_error', 'pg_background_run_result', 'pg_background_outcome'];
+const API_VIEWS = ['pg_background_activity', 'pg_background_list'];
 const API_FUNCTION_PATTERN = String.raw`^(pg_background_.*|grant_pg_background_privileges|revoke_pg_background_privileges)$`;
 const SETTINGS = ['pg_background.max_workers', 'pg_background.default_queue_size', 'pg_background.worker_timeout'];
-
-export interface ScriptOptions {
-  /** The API's schema as SQL (quoted identifier, or @extschema@). */
-  schema: string;
-  /** The schema of dblink's functions, quoted. */
-  dblink: string;
-}
-
-/** The baseline with its placeholders filled in. */
-export async function apiScript(options: ScriptOptions): Promise<string> {
-  const text = await readFile(path.join(SQL_DIR, 'api.sql'), 'utf8');
-  const names = `ARRAY[${CARRIED_SETTINGS.map(literal).join(', ')}]::pg_catalog.text[]`;
-  const values = `ARRAY[${CARRIED_SETTINGS.map((n) => `pg_catalog.current_setting(${literal(n)}, true)`).join(', ')}]`;
-  return text
-    .replaceAll('@schema@', options.schema)
-    .replaceAll('@dblink@', options.dblink)
-    .replaceAll('@carried_names@', names)
-    .replaceAll('@carried_values@', values);
-}
 
 /** The schema the API is installed in, or undefined when it is not installed (by this or an earlier pgbg). */
 export async function installedSchema(client: pg.ClientBase): Promise<string | undefined> {
@@ -146,19 +66,31 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
         hint: `Run pgbg uninstall first, or install with --schema ${state.schema}.`,
       });
     }
-    if (state.revision === (await apiRevision())) {
+    const version = options.apiVersion ?? state.version ?? DEFAULT_API_VERSION;
+    if (state.version === '2.0' && version === '1.8') {
+      throw new PgbgError(SqlState.featureNotSupported, 'the pg_background 2.0 API is installed here, and 2.0 cannot be turned back into 1.8', {
+        hint: 'Run pgbg uninstall first, then install with --api-version 1.8.',
+      });
+    }
+    if (extension !== undefined && state.version !== undefined && version !== state.version) {
+      throw new PgbgError(SqlState.featureNotSupported, `the SQL API was made by CREATE EXTENSION pg_background (version ${state.version})`, {
+        hint: `Run: ALTER EXTENSION pg_background UPDATE TO '${version}';`,
+      });
+    }
+    if (state.revision === (await apiRevision(version))) {
       await setServer(client, options.endpoint);
       await client.query('COMMIT');
-      return { installed: false, schema: schemaName };
+      return { installed: false, schema: schemaName, apiVersion: version };
     }
     const upgrading = state.legacy || state.revision !== undefined;
     const hadAccess = state.legacy ? await rolesWithAccess(client) : [];
     // An earlier revision's keys survive its replacement: the roles keep their secrets.
     if (state.revision !== undefined) await client.query('CREATE TEMP TABLE pgbg_kept_keys ON COMMIT DROP AS SELECT * FROM pgbg_private.role_keys');
     if (upgrading) await dropPrivateObjects(client, extension !== undefined);
+    if (state.version !== undefined && state.version !== version) await dropSurface(client, quoteIdent(schemaName));
     if (extension !== undefined) {
       await client.query(EXTENSION_DBLINK_BINDINGS);
-      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: EXTENSION_DBLINK_SCHEMA }));
+      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: EXTENSION_DBLINK_SCHEMA, version }));
       await client.query(EXTENSION_DBLINK_GRANTS);
       await createForeignServer(client, EXTENSION_FDW, options.endpoint);
     } else {
@@ -166,42 +98,63 @@ export async function install(client: pg.ClientBase, options: InstallOptions): P
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schemaName)}`);
       await client.query('CREATE SCHEMA IF NOT EXISTS pgbg_private');
       await client.query('REVOKE ALL ON SCHEMA pgbg_private FROM PUBLIC');
-      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: quoteIdent(dblink) }));
+      await client.query(await apiScript({ schema: quoteIdent(schemaName), dblink: quoteIdent(dblink), version }));
       await createForeignServer(client, 'dblink_fdw', options.endpoint);
     }
-    await recordInstall(client, schemaName);
+    await recordInstall(client, schemaName, version);
     if (state.revision !== undefined) await client.query('INSERT INTO pgbg_private.role_keys SELECT * FROM pg_temp.pgbg_kept_keys');
     if (extension !== undefined) await adoptIntoExtension(client);
     await storeSettingDefaults(client);
-    await grantAccess(client, schemaName, hadAccess);
+    await grantAccess(client, `${quoteIdent(schemaName)}.${GRANT_HELPER[version]}`, hadAccess);
     await setServer(client, options.endpoint);
     await client.query('COMMIT');
-    const upgradedFrom = state.legacy ? { upgradedFrom: 'migrations' as const } : state.revision !== undefined ? { upgradedFrom: state.revision } : {};
-    return { installed: true, ...upgradedFrom, schema: schemaName };
+    const upgradedFrom = state.legacy ? { upgradedFrom: 'migrations' as const } : state.revision !== undefined ? { upgradedFrom: `${state.version} ${state.revision}` } : {};
+    return { installed: true, ...upgradedFrom, schema: schemaName, apiVersion: version };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
 }
 
-/** What is installed: the schema, the baseline revision, and whether it is the earlier migrations chain. */
-async function installState(client: pg.ClientBase): Promise<{ schema?: string; revision?: string; legacy: boolean }> {
+/** What is installed: the schema, the surface and its revision, and whether it is the earlier migrations chain (1.8). */
+async function installState(client: pg.ClientBase): Promise<{ schema?: string; version?: ApiVersion; revision?: string; legacy: boolean }> {
   // Checked first: a query naming a missing table would abort the caller's transaction.
   const { rows } = await client.query<{ current: boolean; legacy: boolean }>(
     "SELECT to_regclass('pgbg_private.install') IS NOT NULL AS current, to_regclass('pgbg_private.migrations') IS NOT NULL AS legacy",
   );
   if (rows[0]?.current) {
-    const r = (await client.query<{ schema_name: string; revision: string }>('SELECT schema_name, revision FROM pgbg_private.install')).rows[0];
-    return { ...(r ? { schema: r.schema_name, revision: r.revision } : {}), legacy: false };
+    // An install table without api_version is an earlier pgbg's, which served 1.8 only.
+    const r = (await client.query<{ schema_name: string; revision: string; api_version?: ApiVersion }>('SELECT * FROM pgbg_private.install')).rows[0];
+    return { ...(r ? { schema: r.schema_name, revision: r.revision, version: r.api_version ?? '1.8' } : {}), legacy: false };
   }
   if (!rows[0]?.legacy) return { legacy: false };
   const r = (await client.query<{ s: string }>('SELECT schema_name AS s FROM pgbg_private.migrations ORDER BY version LIMIT 1')).rows[0];
-  return { ...(r ? { schema: r.s } : {}), legacy: true };
+  return { ...(r ? { schema: r.s, version: '1.8' as const } : {}), legacy: true };
 }
 
-async function recordInstall(client: pg.ClientBase, schemaName: string): Promise<void> {
-  await client.query('CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())');
-  await client.query('INSERT INTO pgbg_private.install (schema_name, revision) VALUES ($1, $2)', [schemaName, await apiRevision()]);
+export const INSTALL_TABLE = 'CREATE TABLE pgbg_private.install (schema_name text NOT NULL, api_version text NOT NULL, revision text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())';
+
+async function recordInstall(client: pg.ClientBase, schemaName: string, version: ApiVersion): Promise<void> {
+  await client.query(INSTALL_TABLE);
+  await client.query('INSERT INTO pgbg_private.install (schema_name, api_version, revision) VALUES ($1, $2, $3)', [schemaName, version, await apiRevision(version)]);
+}
+
+/**
+ * The public objects of the other surface go (1.8's before 2.0 is installed): its
+ * functions, views and types, but the handle type, which callers' tables may hold.
+ */
+async function dropSurface(client: pg.ClientBase, schema: string): Promise<void> {
+  for (const v of API_VIEWS) await client.query(`DROP VIEW IF EXISTS ${schema}.${quoteIdent(v)}`);
+  for (const sig of await apiFunctions(client, schema)) await client.query(`DROP FUNCTION IF EXISTS ${sig}`);
+  for (const t of API_TYPES.slice(1)) await client.query(`DROP TYPE IF EXISTS ${schema}.${quoteIdent(t)}`);
+}
+
+async function apiFunctions(client: pg.ClientBase, schema: string): Promise<string[]> {
+  const { rows } = await client.query<{ sig: string }>(
+    'SELECT p.oid::regprocedure::text AS sig FROM pg_catalog.pg_proc p WHERE p.pronamespace = $1::regnamespace AND p.proname ~ $2',
+    [schema, API_FUNCTION_PATTERN],
+  );
+  return rows.map((r) => r.sig);
 }
 
 /** The schema of CREATE EXTENSION pg_background, or undefined when it is not installed that way. */
@@ -307,9 +260,8 @@ async function rolesWithAccess(client: pg.ClientBase): Promise<string[]> {
 }
 
 /** Secrets for the installing role and for `roles` (an upgrade's earlier members). */
-async function grantAccess(client: pg.ClientBase, schemaName: string, roles: string[]): Promise<void> {
+async function grantAccess(client: pg.ClientBase, fn: string, roles: string[]): Promise<void> {
   const me = (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
-  const fn = `${quoteIdent(schemaName)}.grant_pg_background_privileges`;
   for (const role of [me, ...roles.filter((r) => r !== me)]) {
     const ok = (await client.query<{ ok: boolean }>(`SELECT ${fn}($1) AS ok`, [role])).rows[0]?.ok;
     if (!ok) throw new PgbgError(SqlState.insufficientPrivilege, `could not give role "${role}" access to the pgbg SQL API`);
@@ -380,16 +332,13 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
         return { removed: false };
       }
       const schema = quoteIdent(schemaName);
-      const fns = await client.query<{ sig: string }>(
-        `SELECT p.oid::regprocedure::text AS sig FROM pg_catalog.pg_proc p
-          WHERE p.pronamespace = $1::regnamespace AND p.proname ~ $2`,
-        [schema, API_FUNCTION_PATTERN],
-      );
+      const fns = await apiFunctions(client, schema);
       // Private functions use the API's types: they go first. No CASCADE on the API's own
       // objects, so a user's table or view built on them stops the uninstall instead of losing data.
       await client.query('DROP SCHEMA pgbg_private CASCADE');
       await client.query(`DROP SERVER IF EXISTS ${FOREIGN_SERVER} CASCADE`);
-      for (const f of fns.rows) await client.query(`DROP FUNCTION IF EXISTS ${f.sig}`);
+      for (const v of API_VIEWS) await client.query(`DROP VIEW IF EXISTS ${schema}.${quoteIdent(v)}`);
+      for (const sig of fns) await client.query(`DROP FUNCTION IF EXISTS ${sig}`);
       for (const t of API_TYPES) await client.query(`DROP TYPE IF EXISTS ${schema}.${quoteIdent(t)}`);
       if (schemaName !== 'public') {
         const left = await client.query('SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = $1::regnamespace UNION ALL SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = $1::regnamespace UNION ALL SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = $1::regnamespace LIMIT 1', [schema]);
@@ -414,12 +363,3 @@ export async function uninstall(client: pg.ClientBase, options: UninstallOptions
     throw err;
   }
 }
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-export function literal(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
-}
-

@@ -1,7 +1,7 @@
 /**
  * What an install holds, written out from the catalogs as SQL: the API's types
  * and functions, pgbg_private's tables and functions, the foreign server, and
- * who may use each. `npm run schema` writes it to src/install/schema.sql, the
+ * who may use each. `npm run schema` writes it to src/install/schema-<version>.sql, the
  * file to read for any function's current body; a test installs afresh and
  * compares, so the file cannot drift from what install makes.
  */
@@ -31,17 +31,23 @@ export async function dumpSchema(client: pg.ClientBase, schema = 'public'): Prom
       GROUP BY c.relname, c.relacl::text ORDER BY c.relname`,
   );
   for (const t of tables.rows) out.push(`CREATE TABLE pgbg_private.${t.name} (${t.cols});${acl(t.acl)}`);
-  const functions = await client.query<{ def: string; acl: string | null }>(
-    `SELECT pg_catalog.pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl
+  const views = await client.query<{ name: string; def: string; acl: string | null }>(
+    `SELECT c.relname AS name, pg_catalog.pg_get_viewdef(c.oid) AS def, c.relacl::text AS acl FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'pg\\_background\\_%' ORDER BY c.relname`,
+    [schema],
+  );
+  for (const v of views.rows) out.push(`CREATE VIEW ${schema}.${v.name} AS\n${v.def.trimEnd()}${acl(v.acl)}`);
+  const functions = await client.query<{ def: string; acl: string | null; comment: string | null }>(
+    `SELECT pg_catalog.pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment
        FROM pg_catalog.pg_proc p
       WHERE (p.pronamespace = $1::regnamespace AND p.proname ~ '^(pg_background_.*|grant_pg_background_privileges|revoke_pg_background_privileges)$')
          OR (p.pronamespace = 'pgbg_private'::regnamespace AND p.prolang <> (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'c'))
       ORDER BY p.pronamespace::regnamespace::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)`,
     [schema],
   );
-  // Written as api.sql writes it (pg_get_functiondef quotes each schema of a pinned search_path).
+  // Written as the scripts write it (pg_get_functiondef quotes each schema of a pinned search_path).
   const pinned = (def: string) => def.replaceAll("SET search_path TO 'pg_catalog', 'pg_temp'", 'SET search_path = pg_catalog, pg_temp');
-  for (const f of functions.rows) out.push(`${pinned(f.def.trimEnd())};${acl(f.acl)}`);
+  for (const f of functions.rows) out.push(`${pinned(f.def.trimEnd())};${f.comment ? `\n-- comment: ${f.comment}` : ''}${acl(f.acl)}`);
   const server = await client.query<{ fdw: string; acl: string | null }>(
     `SELECT w.fdwname AS fdw, s.srvacl::text AS acl FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
       WHERE s.srvname = 'pgbg'`,

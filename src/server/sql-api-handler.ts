@@ -23,6 +23,9 @@ import type { WireConnection, WireHandler, WireResult } from './wire.js';
 import { answerMac, badProof, helloApplicationName, parseSignedRequest, proofIsValid, replayedRequest, type SignedRequest } from './request-proof.js';
 import type { RoleKey, RoleKeys } from './role-keys.js';
 import { notARequest, parseRequest, type Request } from './sql-api-requests.js';
+import { answerV2, isV2Request, listState, type LaunchRequest, type V2Caller } from './sql-api-v2.js';
+import type { Handle } from '../engine/types.js';
+import { cutBytes } from '../util/bytes.js';
 
 /** Worker credentials for a database and login role; undefined when the server has none. */
 export type CredentialsFor = (database: string, user: string) => pg.ClientConfig | undefined;
@@ -59,7 +62,7 @@ export function roleOfLogin(user: string): number | undefined {
 }
 
 /** Requests that wait for a job (its end, or its first row) as long as it takes. */
-const WAITING_OPS: ReadonlySet<Request['op']> = new Set(['wait', 'wait_timeout']);
+const WAITING_OPS: ReadonlySet<Request['op']> = new Set(['wait', 'wait_timeout', 'wait_for', 'wait_any', 'drain', 'run', 'run_query']);
 
 /** `work`'s outcome, or the abort's reason as soon as `signal` aborts (`work` then settles unobserved). */
 function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -94,6 +97,7 @@ const BOOL = 16;
 const FLOAT8 = 701;
 const OID = 26;
 const TIMESTAMPTZ = 1184;
+const JSONB = 3802;
 
 export interface SqlApiHandlerOptions {
   engine: Engine;
@@ -126,8 +130,11 @@ export class SqlApiHandler implements WireHandler {
     if (req.op === 'hello') return this.#hello(req, signed, roleOid, conn);
     if (!caller) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
     const role = await this.#verify(signed, caller, conn.database);
-    if (req.op === 'describe_result') return this.#describeResult(req, caller, { role, seq: signed.seq }, signal);
-    const answer = this.#dispatch(req, caller, role, conn.database);
+    const worded = (err: unknown) => {
+      throw req.api === '2.0' ? as20(err) : err;
+    };
+    if (req.op === 'describe_result') return this.#describeResult(req, caller, { role, seq: signed.seq }, signal).catch(worded);
+    const answer = this.#dispatch(req, caller, role, conn.database).catch(worded);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
     return WAITING_OPS.has(req.op) ? unlessAborted(answer, signal) : answer;
@@ -242,22 +249,43 @@ export class SqlApiHandler implements WireHandler {
     return this.#engine.hasPrivilegesOf(login, role.roleOid, owner);
   }
 
+  /** A launch for the caller: its role's login, its settings, its backend (for the deadlock check). */
+  async #launch(op: 'launch' | 'submit', req: LaunchRequest, caller: Caller, role: RoleKey, database: string): Promise<Handle> {
+    const { session } = caller.backend;
+    const login = this.#loginFor(database, role);
+    const context = {
+      roleOid: role.roleOid,
+      settings: await session.changedSettings(req.settings, login),
+      statementTimeoutMs: req.statement_timeout_ms,
+      launcherPid: caller.backend.backendPid,
+    };
+    return session[op](req.sql, { queueSize: req.queue_size, context, login, label: req.label });
+  }
+
+  /** True when the caller has the privileges of the job's owner role (so it may see and touch it). */
+  async #visible(session: Session, pid: number, role: RoleKey): Promise<boolean> {
+    const owner = session.owner(pid);
+    return owner !== undefined && (await this.#mayTouch(owner.roleOid, owner.login, role));
+  }
+
   async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
     const { backend } = caller;
     const session = backend.session;
     if ('max_workers' in req) applySettings(session, req);
     if ('pid' in req) await this.#checkOwner(session, req.pid, role);
+    if (isV2Request(req)) {
+      const v2: V2Caller = {
+        session,
+        mayTouch: (pid) => this.#visible(session, pid, role),
+        launch: (op, launch) => this.#launch(op, launch, caller, role, database),
+      };
+      const answer = await answerV2(req, v2);
+      return req.op === 'record_timeout' ? { commandTag: 'RECORD TIMEOUT' } : json(answer);
+    }
     switch (req.op) {
       case 'launch':
       case 'submit': {
-        const login = this.#loginFor(database, role);
-        const context = {
-          roleOid: role.roleOid,
-          settings: await session.changedSettings(req.settings, login),
-          statementTimeoutMs: req.statement_timeout_ms,
-          launcherPid: backend.backendPid,
-        };
-        const h = await session[req.op](req.sql, { queueSize: req.queue_size, context, login });
+        const h = await this.#launch(req.op, req, caller, role, database);
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
       }
       case 'result':
@@ -275,7 +303,7 @@ export class SqlApiHandler implements WireHandler {
         session.detach(ref(req));
         return { commandTag: 'DETACH' };
       case 'cancel':
-        await session.cancel(ref(req), { graceMs: req.grace_ms });
+        await session.cancel(ref(req), { graceMs: req.grace_ms, cooperative: req.cooperative });
         return { commandTag: 'CANCEL' };
       case 'wait':
         await session.wait(ref(req));
@@ -289,10 +317,8 @@ export class SqlApiHandler implements WireHandler {
       case 'list': {
         // Only the jobs of roles whose privileges the caller has: others' SQL is not the caller's to see.
         const visible = [];
-        for (const j of session.list()) {
-          const owner = session.owner(j.pid);
-          if (owner && (await this.#mayTouch(owner.roleOid, owner.login, role))) visible.push(j);
-        }
+        for (const j of session.list()) if (await this.#visible(session, j.pid, role)) visible.push(j);
+        if (req.as_json) return json(visible.map((j) => listRow20(j)));
         return rows(
           [['pid', INT4], ['cookie', INT8], ['launched_at', TIMESTAMPTZ], ['user_id', OID], ['queue_size', INT4], ['state', TEXT], ['sql_preview', TEXT], ['last_error', TEXT], ['consumed', BOOL]],
           visible.map((j) => [
@@ -304,19 +330,23 @@ export class SqlApiHandler implements WireHandler {
       }
       case 'stats': {
         const s = session.stats();
+        if (req.as_json) {
+          return json({
+            workers_launched: s.workersLaunched, workers_completed: s.workersCompleted, workers_failed: s.workersFailed, workers_canceled: s.workersCanceled,
+            workers_timed_out: s.workersTimedOut, workers_active: s.workersActive, avg_execution_ms: s.avgExecutionMs, max_workers: s.maxWorkers,
+          });
+        }
         return one(
           [['workers_launched', INT8], ['workers_completed', INT8], ['workers_failed', INT8], ['workers_canceled', INT8], ['workers_active', INT4], ['avg_execution_ms', FLOAT8], ['max_workers', INT4]],
           [s.workersLaunched, s.workersCompleted, s.workersFailed, s.workersCanceled, s.workersActive, s.avgExecutionMs, s.maxWorkers].map(String),
         );
       }
+      default:
+        throw new PgbgError(SqlState.internalError, `unhandled SQL API request ${req.op}`);
     }
   }
 }
 
-/** pg_background 1.8's states: a canceled or failed worker is `stopped` (its error is in last_error). */
-function listState(state: JobSnapshot['state']): string {
-  return state === 'canceled' || state === 'error' ? 'stopped' : state;
-}
 
 /** A result's rows as the worker sent them, relayed without decoding. */
 function relayed(raw: RawResult): WireResult {
@@ -339,4 +369,29 @@ function rows(columns: [string, number][], values: (string | null)[][], tag: str
 
 function one(columns: [string, number][], values: (string | null)[]): WireResult {
   return rows(columns, [values], 'SELECT');
+}
+
+function json(value: unknown): WireResult {
+  return one([['answer', JSONB]], [JSON.stringify(value)]);
+}
+
+/** A row of pg_background_list (2.0): the preview in bytes, and the label. */
+function listRow20(j: JobSnapshot): object {
+  return {
+    pid: j.pid, cookie: String(j.cookie), launched_at: j.launchedAt.toISOString(), user_id: j.roleOid, queue_size: j.queueSize,
+    state: listState(j.state), sql_preview: cutBytes(j.sqlPreview, 120), last_error: j.lastError === null ? null : cutBytes(j.lastError, 512),
+    consumed: j.consumed, label: j.label ?? null,
+  };
+}
+
+/** 2.0 words two of 1.8's messages otherwise. */
+function as20(err: unknown): unknown {
+  if (!(err instanceof PgbgError)) return err;
+  if (err.code === SqlState.featureNotSupported && err.message.endsWith('(submitted via submit_v2)')) {
+    err.message = err.message.replace('(submitted via submit_v2)', '(submitted via pg_background_submit)');
+  } else if (err.code === SqlState.configurationLimitExceeded && err.message === 'too many background workers') {
+    const limit = /= (\d+)\)/.exec(err.detail ?? '')?.[1];
+    if (limit) err.detail = `Current limit is ${limit} concurrent workers per session.`;
+  }
+  return err;
 }

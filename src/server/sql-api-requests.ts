@@ -8,11 +8,19 @@
 import { z } from 'zod';
 import { PgbgError, SqlState } from '../protocol/errors.js';
 
+/** Which surface sent the request: 1.8 and 2.0 differ in a few messages and answers. */
+const api = { api: z.enum(['1.8', '2.0']).default('1.8') };
+const cookie = z.string().regex(/^-?\d{1,19}$/);
 const handle = {
   pid: z.number().int(),
-  cookie: z.string().regex(/^-?\d{1,19}$/).optional(),
+  cookie: cookie.optional(),
+  ...api,
 };
+/** Many handles at once (drain, wait_any): bounded like every input. */
+const handles = z.array(z.object({ pid: z.number().int(), cookie })).max(100_000);
+const timeout = { timeout_ms: z.number().int().default(0) };
 const gucs = {
+  ...api,
   max_workers: z.number().int().min(1).max(1000).optional(),
   default_queue_size: z.number().int().optional(),
   worker_timeout_ms: z.number().int().min(0).optional(),
@@ -28,6 +36,15 @@ const stringRecord = z.custom<Record<string, string>>(
   { message: 'settings must be an object of strings' },
 );
 
+const launch = {
+  sql: z.string(),
+  queue_size: z.number().int().default(0),
+  label: z.string().max(1024).optional(),
+  settings: stringRecord.default({}),
+  statement_timeout_ms: z.number().int().min(0).default(0),
+  ...gucs,
+};
+
 export const Request = z.discriminatedUnion('op', [
   z.object({
     op: z.literal('hello'),
@@ -35,20 +52,21 @@ export const Request = z.discriminatedUnion('op', [
     nonce: z.string().regex(/^[0-9a-f]{32}$/),
     backend_pid: z.number().int(),
   }),
-  z.object({
-    op: z.enum(['launch', 'submit']),
-    sql: z.string(),
-    queue_size: z.number().int().default(0),
-    settings: stringRecord.default({}),
-    statement_timeout_ms: z.number().int().min(0).default(0),
-    ...gucs,
-  }),
-  z.object({ op: z.enum(['result', 'detach', 'wait', 'progress', 'notices']), ...handle }),
+  z.object({ op: z.enum(['launch', 'submit']), ...launch }),
+  /** Launch, wait and detach in one request (2.0's run; run_query then reads the rows). */
+  z.object({ op: z.literal('run'), ...launch, ...timeout }),
+  z.object({ op: z.literal('run_query'), ...launch, ...timeout, col_def: z.string().max(64 * 1024).nullable().default(null) }),
+  z.object({ op: z.enum(['result', 'detach', 'wait', 'progress', 'notices', 'info', 'outcome', 'progress_info']), ...handle }),
   /** The columns, and the rows too when they are few (two result sets). */
   z.object({ op: z.literal('describe_result'), ...handle }),
   z.object({ op: z.literal('wait_timeout'), ...handle, timeout_ms: z.number().int() }),
-  z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0) }),
-  z.object({ op: z.enum(['list', 'stats']), ...gucs }),
+  z.object({ op: z.literal('wait_for'), ...handle, ...timeout }),
+  z.object({ op: z.literal('cancel'), ...handle, grace_ms: z.number().int().default(0), cooperative: z.boolean().default(false) }),
+  z.object({ op: z.enum(['wait_any', 'drain']), handles, ...timeout, ...api }),
+  z.object({ op: z.enum(['detach_all', 'cancel_all', 'purge', 'record_timeout']), ...api }),
+  z.object({ op: z.literal('cancel_by_label'), pattern: z.string().max(64 * 1024), grace_ms: z.number().int().default(0), ...api }),
+  /** `as_json`: one JSON answer (2.0's wrappers) instead of rows (1.8's). */
+  z.object({ op: z.enum(['list', 'stats']), ...gucs, as_json: z.boolean().default(false) }),
 ]);
 
 export type Request = z.infer<typeof Request>;

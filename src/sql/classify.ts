@@ -162,3 +162,28 @@ export function sqlPreview(sql: string, max = 120): string {
   }
   return sql.slice(0, end);
 }
+
+/**
+ * True when `text` is a column definition list and nothing else, as in
+ * `… AS r(<text>)`: pg_background 2.0's run_query splices its col_def there, and
+ * pgbg takes only what that place means. Parsed, not pattern-matched: the
+ * statement around it must be exactly `SELECT * FROM f() AS r(…)`.
+ */
+export function isColumnDefinitionList(text: string): boolean {
+  if (!parseSync) throw new Error('isColumnDefinitionList() called before loadClassifier() resolved');
+  let stmts;
+  try {
+    stmts = parseSync(`SELECT * FROM f() AS r(${text})`).stmts ?? [];
+  } catch {
+    return false;
+  }
+  const from = (stmts[0]?.stmt as { SelectStmt?: { fromClause?: { RangeFunction?: { coldeflist?: unknown[] } }[] } } | undefined)?.SelectStmt?.fromClause;
+  const columns = from?.[0]?.RangeFunction?.coldeflist;
+  if (stmts.length !== 1 || !columns || columns.length === 0) return false;
+  if (!columns.every((c) => Object.keys((c as { ColumnDef?: object }).ColumnDef ?? { x: 0 }).every((k) => COLUMN_DEF_KEYS.has(k)))) return false;
+  const shape = (s: unknown) => JSON.stringify(s, (k, v: unknown) => (k === 'location' || k === 'coldeflist' ? undefined : v));
+  return shape(stmts[0]!.stmt) === shape(parseSync('SELECT * FROM f() AS r(x int)').stmts![0]!.stmt);
+}
+
+/** What a column definition may say: a name, a type, a collation (no defaults, constraints, storage). */
+const COLUMN_DEF_KEYS = new Set(['colname', 'typeName', 'is_local', 'collClause', 'location']);

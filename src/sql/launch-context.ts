@@ -104,8 +104,9 @@ function captureQuery(client: pg.ClientBase, names: string[]): Promise<pg.QueryR
  * itself as a worker. set_config('role', …) checks membership exactly like SET
  * ROLE, so a launcher cannot hand its worker a role it could not take itself.
  */
-export function setupStatement(ctx: LaunchContext): string {
+export function setupStatement(ctx: LaunchContext, applicationName?: string): string {
   const calls: string[] = [];
+  if (applicationName !== undefined) calls.push(setConfig('application_name', applicationName));
   if (ctx.role !== undefined) calls.push(setConfig('role', ctx.role));
   for (const [name, value] of Object.entries(ctx.settings)) {
     if (NOT_COPIED.includes(name)) continue;

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Engine } from '../../src/index.js';
 import { install } from '../../src/install/install.js';
+import type { ApiVersion } from '../../src/install/script.js';
 import { RoleKeys } from '../../src/server/role-keys.js';
 import { roleOfLogin, SqlApiHandler } from '../../src/server/sql-api-handler.js';
 import { startWireServer, type WireServer } from '../../src/server/wire.js';
@@ -61,7 +62,10 @@ async function managedAdmin(database: string): Promise<{ name: string; url: stri
  * Starts an endpoint and (unless `install` is false) installs the API in the database of
  * `adminUrl` — as that login, or with MANAGED as a non-superuser admin (then `callerUrl`).
  */
-export async function startTestApi(adminUrl: string, options: { admin?: (database: string) => pg.ClientConfig; install?: boolean } = {}): Promise<TestApi> {
+export async function startTestApi(
+  adminUrl: string,
+  options: { admin?: (database: string) => pg.ClientConfig; install?: boolean; apiVersion?: ApiVersion } = {},
+): Promise<TestApi> {
   const engine = new Engine({ logger: testLogger() });
   const database = decodeURIComponent(new URL(adminUrl).pathname.slice(1));
   const managed = MANAGED && options.install !== false ? await managedAdmin(database) : undefined;
@@ -98,7 +102,7 @@ export async function startTestApi(adminUrl: string, options: { admin?: (databas
     const client = new pg.Client({ connectionString: managed?.url ?? adminUrl });
     await client.connect();
     try {
-      await install(client, { endpoint: { host: '127.0.0.1', port: server.port } });
+      await install(client, { endpoint: { host: '127.0.0.1', port: server.port }, apiVersion: options.apiVersion ?? '1.8' });
     } finally {
       await client.end();
     }

@@ -32,14 +32,14 @@ describe('CREATE EXTENSION pg_background', () => {
     await db?.drop();
   });
 
-  test('CREATE EXTENSION makes the API, with a secret for the role that made it and none in the script', async (t) => {
+  test('CREATE EXTENSION VERSION 1.8 makes the 1.8 API, with a secret for the role that made it and none in the script', async (t) => {
     if (!writable) {
       t.skip(`the server's extension folder ${extensionDir} is not writable here`);
       return;
     }
     await writeExtension(extensionDir, { host: '127.0.0.1', port: api.server.port });
     await withClient(db.url, async (c) => {
-      await c.query('CREATE EXTENSION pg_background');
+      await c.query("CREATE EXTENSION pg_background VERSION '1.8'");
       // The session that made it answers the defaults at once, as with the C extension.
       assert.equal((await c.query('SHOW pg_background.max_workers')).rows[0]['pg_background.max_workers'], '16');
       const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_user::text')) AS (who text)");
@@ -56,7 +56,7 @@ describe('CREATE EXTENSION pg_background', () => {
         });
         // A newer pgbg replaces an earlier revision of the extension's API in place; the member keeps its secret.
         await c.query("UPDATE pgbg_private.install SET revision = 'an-earlier-one'");
-        assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: true, upgradedFrom: 'an-earlier-one', schema: 'public' });
+        assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: true, upgradedFrom: '1.8 an-earlier-one', schema: 'public', apiVersion: '1.8' });
         const loose = await c.query(`SELECT p.oid::regprocedure::text AS f FROM pg_proc p WHERE p.pronamespace = 'pgbg_private'::regnamespace
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`);
         assert.deepEqual(loose.rows, [], 'every function is the extension\'s');
@@ -67,10 +67,38 @@ describe('CREATE EXTENSION pg_background', () => {
         await c.query('SELECT revoke_pg_background_privileges($1)', [member.name]);
         await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${member.name}; DROP ROLE ${member.name}`);
       }
-      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public' });
+      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public', apiVersion: '1.8' });
       assert.deepEqual(await uninstall(c), { removed: true });
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_foreign_server WHERE srvname = 'pgbg'")).rows[0].n, 0);
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_user_mappings WHERE srvname = 'pgbg'")).rows[0].n, 0);
+    });
+  });
+
+  test('CREATE EXTENSION gives 2.0; ALTER EXTENSION UPDATE TO 2.0 turns a 1.8 one into it, with a live session', async (t) => {
+    if (!writable) {
+      t.skip(`the server's extension folder ${extensionDir} is not writable here`);
+      return;
+    }
+    await writeExtension(extensionDir, { host: '127.0.0.1', port: api.server.port });
+    await withClient(db.url, async (c) => {
+      await c.query('CREATE EXTENSION pg_background');
+      assert.equal((await c.query("SELECT extversion FROM pg_extension WHERE extname = 'pg_background'")).rows[0].extversion, '2.0');
+      assert.equal((await c.query("SELECT (pg_background_run('SELECT 1')).completed AS ok")).rows[0].ok, true);
+      await c.query('DROP EXTENSION pg_background CASCADE');
+    });
+    await withClient(db.url, async (c) => {
+      await c.query("CREATE EXTENSION pg_background VERSION '1.8'");
+      const h = (await c.query("SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch_v2('SELECT 3') AS h) s")).rows[0];
+      await c.query("ALTER EXTENSION pg_background UPDATE TO '2.0'");
+      // The same session: its handle is read through 2.0's names.
+      assert.deepEqual((await c.query('SELECT * FROM pg_background_result($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 3 }]);
+      assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname LIKE 'pg\\_background\\_%'")).rows[0].n, 51);
+      const loose = await c.query(`SELECT p.oid::regprocedure::text AS f FROM pg_proc p WHERE p.pronamespace IN ('public'::regnamespace, 'pgbg_private'::regnamespace)
+        AND (p.proname LIKE 'pg\\_background%' OR p.pronamespace = 'pgbg_private'::regnamespace)
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`);
+      assert.deepEqual(loose.rows, [], 'every function is the extension\'s');
+      assert.equal((await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } })).installed, false, 'install sees an up-to-date 2.0');
+      assert.deepEqual(await uninstall(c), { removed: true });
     });
   });
 
@@ -84,7 +112,7 @@ describe('CREATE EXTENSION pg_background', () => {
       await c.query('CREATE EXTENSION pg_background');
       assert.notEqual((await c.query("SELECT to_regclass('pgbg_private.migrations') AS t")).rows[0].t, null);
       const report = await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } });
-      assert.deepEqual(report, { installed: true, upgradedFrom: 'migrations', schema: 'public' });
+      assert.deepEqual(report, { installed: true, upgradedFrom: 'migrations', schema: 'public', apiVersion: '1.8' });
       // Nothing of the old chain is left, nothing is SECURITY DEFINER but the two grant helpers, and everything
       // of the API belongs to the extension.
       assert.equal((await c.query("SELECT to_regclass('pgbg_private.migrations') AS t")).rows[0].t, null);
@@ -97,7 +125,7 @@ describe('CREATE EXTENSION pg_background', () => {
       assert.ok(!JSON.stringify((await c.query('SELECT * FROM pgbg_private.server')).rows).includes('the-old-shared-secret'));
       const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)");
       assert.deepEqual(r.rows, [{ x: 7 }]);
-      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public' });
+      assert.deepEqual(await install(c, { endpoint: { host: '127.0.0.1', port: api.server.port } }), { installed: false, schema: 'public', apiVersion: '1.8' });
       assert.deepEqual(await uninstall(c), { removed: true });
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_background'")).rows[0].n, 0);
       assert.equal((await c.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgbg_private'")).rows[0].n, 0);

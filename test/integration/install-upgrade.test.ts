@@ -35,9 +35,9 @@ test('an install of an earlier revision is replaced in place; the roles keep the
     await withClient(db.url, async (c) => {
       await c.query("UPDATE pgbg_private.install SET revision = 'an-earlier-one'");
       await c.query("CREATE OR REPLACE FUNCTION pgbg_private.ms(setting text) RETURNS int8 LANGUAGE sql AS 'SELECT 1'");
-      assert.deepEqual(await install(c, { endpoint }), { installed: true, upgradedFrom: 'an-earlier-one', schema: 'public' });
+      assert.deepEqual(await install(c, { endpoint }), { installed: true, upgradedFrom: '1.8 an-earlier-one', schema: 'public', apiVersion: '1.8' });
       assert.match((await c.query("SELECT prosrc FROM pg_proc WHERE proname = 'ms' AND pronamespace = 'pgbg_private'::regnamespace")).rows[0].prosrc, /date_part/);
-      assert.deepEqual(await install(c, { endpoint }), { installed: false, schema: 'public' });
+      assert.deepEqual(await install(c, { endpoint }), { installed: false, schema: 'public', apiVersion: '1.8' });
     });
     assert.equal(await secretOf(), before, 'the same secret');
     await withClient(urlFor(db.name, role), async (c) => assert.deepEqual((await c.query(launch)).rows, [{ who: role.name }]));

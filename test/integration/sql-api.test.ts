@@ -52,7 +52,7 @@ describe('SQL API wrappers', () => {
   });
 
   test('re-running install is a no-op', async () => {
-    assert.deepEqual(await install(caller, { endpoint: endpoint() }), { installed: false, schema: 'public' });
+    assert.deepEqual(await install(caller, { endpoint: endpoint() }), { installed: false, schema: 'public', apiVersion: '1.8' });
   });
 
   test('v1: SELECT * FROM pg_background_result(pg_background_launch(...)) AS (x int)', async () => {

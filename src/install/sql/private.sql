@@ -1,8 +1,10 @@
--- The pgbg SQL API: pg_background 1.8's functions and types, served by the pgbg server.
+-- The pgbg SQL API's private part, shared by both surfaces it serves (pg_background 1.8 and
+-- 2.0, each in api-<version>.sql): the identity and transport every wrapper uses, and the
+-- privilege helpers' logic.
 --
 -- Install fills in the placeholders (words between at-signs): the API's schema, the schema of
--- dblink's functions, and the names and values of the settings a worker takes from its caller
--- (the one list in src/sql/carried-settings.ts).
+-- dblink's functions, the names and values of the settings a worker takes from its caller
+-- (the one list in src/sql/carried-settings.ts), and the name of the surface's grant helper.
 --
 -- Identity. Every wrapper is SECURITY INVOKER: it runs as the code that called it. A job runs
 -- as that code's effective role (current_user), proved to the server on every request:
@@ -16,29 +18,23 @@
 -- No function here is SECURITY DEFINER except the two privilege helpers, which the installer
 -- alone may execute, evaluate nothing but a role name, and qualify everything.
 
--- The types outlive an upgrade (a caller's table may store handles): made only where missing.
+
+-- The handle type outlives an upgrade (a caller's table may store handles): made only where missing.
 DO $$ BEGIN
   IF pg_catalog.to_regtype('@schema@.pg_background_handle') IS NULL THEN
     CREATE TYPE @schema@.pg_background_handle AS (pid pg_catalog.int4, cookie pg_catalog.int8);
-  END IF;
-  IF pg_catalog.to_regtype('@schema@.pg_background_stats') IS NULL THEN
-    CREATE TYPE @schema@.pg_background_stats AS (
-      workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8,
-      workers_canceled pg_catalog.int8, workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
-  END IF;
-  IF pg_catalog.to_regtype('@schema@.pg_background_progress') IS NULL THEN
-    CREATE TYPE @schema@.pg_background_progress AS (progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
   END IF;
 END $$;
 
 -- Which run of the server the caller's connections belong to: each start writes a new one, so a
 -- connection left from an earlier run is replaced instead of failing. Not secret.
-CREATE TABLE pgbg_private.server (generation pg_catalog.text NOT NULL);
-INSERT INTO pgbg_private.server (generation) VALUES ('');
+-- (Tables are kept by ALTER EXTENSION UPDATE, which runs this part again.)
+CREATE TABLE IF NOT EXISTS pgbg_private.server (generation pg_catalog.text NOT NULL);
+INSERT INTO pgbg_private.server (generation) SELECT '' WHERE NOT EXISTS (SELECT FROM pgbg_private.server);
 
 -- What the server verifies a role's requests with: values derived from the role's secret,
 -- never the secret (which only the role's user mapping holds). Read by the server only.
-CREATE TABLE pgbg_private.role_keys (
+CREATE TABLE IF NOT EXISTS pgbg_private.role_keys (
   role_oid pg_catalog.oid PRIMARY KEY,
   -- sha256(secret): checks a request proof (see pgbg_private.request)
   proof_key pg_catalog.bytea NOT NULL,
@@ -64,6 +60,7 @@ DECLARE
   existing pg_catalog.text;
   nonce pg_catalog.text;
   doubled pg_catalog.bool := false;
+  stale pg_catalog.text[] := '{}';
   app pg_catalog.text;
 BEGIN
   SELECT m.umuser, m.umoptions INTO me FROM pg_catalog.pg_user_mappings m
@@ -72,17 +69,21 @@ BEGIN
   IF secret IS NULL THEN
     RAISE EXCEPTION 'role "%" may not use pg_background', CURRENT_USER USING ERRCODE = 'insufficient_privilege',
       DETAIL = 'A job runs as the role of the code that launches it, and this role has no pgbg credentials.',
-      HINT = pg_catalog.format('An administrator can run: SELECT grant_pg_background_privileges(%L)', CURRENT_USER);
+      HINT = pg_catalog.format('An administrator can run: SELECT @grant_helper@(%L)', CURRENT_USER);
   END IF;
   prefix := 'pgbg_' || me.umuser::pg_catalog.text || '_' || (SELECT pg_catalog.left(pg_catalog.md5(s.generation), 8) FROM pgbg_private.server s LIMIT 1) || '_';
   FOREACH existing IN ARRAY COALESCE(@dblink@.dblink_get_connections(), '{}') LOOP
     IF pg_catalog.starts_with(existing, prefix) AND conn IS NULL AND NOT doubled THEN
       conn := existing;
+    ELSIF pg_catalog.starts_with(existing, 'pgbg_' || me.umuser::pg_catalog.text || '_') AND NOT pg_catalog.starts_with(existing, prefix) THEN
+      -- An earlier server run's (or install's): never used again, and closed once the new one has
+      -- said hello, so that the server keeps this backend's session (and its handles) meanwhile.
+      stale := stale || existing;
     ELSIF pg_catalog.starts_with(existing, 'pgbg_' || me.umuser::pg_catalog.text || '_') THEN
-      -- An earlier server run's, or a second one under this role's name: this backend's code may
-      -- have opened it, so neither is trusted; a fresh one replaces them.
+      -- A second one under this role's name: this backend's code may have opened either, so
+      -- neither is trusted; a fresh one replaces them.
       PERFORM @dblink@.dblink_disconnect(existing);
-      IF pg_catalog.starts_with(existing, prefix) AND conn IS NOT NULL THEN
+      IF conn IS NOT NULL THEN
         PERFORM @dblink@.dblink_disconnect(conn);
         conn := NULL;
         doubled := true;
@@ -109,6 +110,9 @@ BEGIN
       RAISE;
     END;
     PERFORM pg_catalog.set_config('application_name', app, true);
+    FOREACH existing IN ARRAY stale LOOP
+      PERFORM @dblink@.dblink_disconnect(existing);
+    END LOOP;
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
     PERFORM pgbg_private.settle(conn);
@@ -190,6 +194,7 @@ $$;
 CREATE FUNCTION pgbg_private.limits() RETURNS pg_catalog.jsonb
 LANGUAGE sql STABLE AS $$
   SELECT pg_catalog.jsonb_build_object(
+    'api', '@api_version@',
     'max_workers', COALESCE(NULLIF(pg_catalog.current_setting('pg_background.max_workers', true), ''), '16')::pg_catalog.int4,
     'default_queue_size', pg_catalog.pg_size_bytes(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.default_queue_size', true), ''), '64kB')),
     'worker_timeout_ms', pgbg_private.ms(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.worker_timeout', true), ''), '0')))
@@ -197,7 +202,7 @@ $$;
 
 CREATE FUNCTION pgbg_private.handle_json(op pg_catalog.text, pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS pg_catalog.jsonb
 LANGUAGE sql STABLE AS $$
-  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text))
+  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text, 'api', '@api_version@'))
 $$;
 
 -- A request answered by a command tag alone.
@@ -209,12 +214,37 @@ BEGIN
   PERFORM @dblink@.dblink_exec(r[1], r[2]);
 END $$;
 
-CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4) RETURNS @schema@.pg_background_handle
+-- A launch request: the SQL, its queue size and label, and what the worker takes from its caller.
+CREATE FUNCTION pgbg_private.launch_json(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4, label pg_catalog.text) RETURNS pg_catalog.jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0), 'label', NULLIF(label, ''),
+    'settings', COALESCE(pgbg_private.caller_settings(), '{}'::pg_catalog.json),
+    'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout')))) OPERATOR(pg_catalog.||) pgbg_private.limits()
+$$;
+
+-- A request answered by one JSON value. Sent asynchronously, so that statement_timeout and
+-- Ctrl-C stop a request that waits (for a job's end); the next call settles it. An error answer
+-- is raised here.
+CREATE FUNCTION pgbg_private.ask(body pg_catalog.jsonb) RETURNS pg_catalog.jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object(
-    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0), 'settings', COALESCE(pgbg_private.caller_settings(), '{}'::pg_catalog.json),
-    'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout'))) OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  answer pg_catalog.jsonb;
+BEGIN
+  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(r[1]);
+  END IF;
+  SELECT t.answer INTO answer FROM @dblink@.dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
+  RETURN answer;
+END $$;
+
+CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4, label pg_catalog.text DEFAULT NULL) RETURNS @schema@.pg_background_handle
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
   h @schema@.pg_background_handle;
 BEGIN
   SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
@@ -283,135 +313,6 @@ BEGIN
     (pgbg_private.request(pgbg_private.handle_json('result', pid, cookie)::text))[2], coldefs);
 END $$;
 
-CREATE OR REPLACE FUNCTION @schema@.pg_background_launch_v2(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
-LANGUAGE sql AS $$ SELECT pgbg_private.launch('launch', sql, queue_size) $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_submit_v2(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS @schema@.pg_background_handle
-LANGUAGE sql AS $$ SELECT pgbg_private.launch('submit', sql, queue_size) $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_launch(sql pg_catalog.text, queue_size pg_catalog.int4 DEFAULT 0) RETURNS pg_catalog.int4
-LANGUAGE sql AS $$ SELECT (pgbg_private.launch('launch', sql, queue_size)).pid $$;
-
--- A SETOF record cannot be forwarded, so each result function runs the relay query itself.
-CREATE OR REPLACE FUNCTION @schema@.pg_background_result_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS SETOF record
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
-BEGIN
-  RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
-  -- The end of an answer with the rows in it (nothing is left after streamed rows).
-  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
-  IF pg_catalog.current_setting('pgbg.notices_pending', true) IS DISTINCT FROM '0' THEN
-    PERFORM pgbg_private.raise_notices(pid);
-  END IF;
-EXCEPTION
-  WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
-  WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
-END $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_result(pid pg_catalog.int4) RETURNS SETOF record
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
-BEGIN
-  RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, NULL);
-  -- The end of an answer with the rows in it (nothing is left after streamed rows).
-  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
-  IF pg_catalog.current_setting('pgbg.notices_pending', true) IS DISTINCT FROM '0' THEN
-    PERFORM pgbg_private.raise_notices(pid);
-  END IF;
-EXCEPTION
-  WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
-  WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
-END $$;
-
-CREATE OR REPLACE FUNCTION @schema@.pg_background_detach(pid pg_catalog.int4) RETURNS void
-LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('detach', pid, NULL)) $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_detach_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
-LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('detach', pid, cookie)) $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_cancel_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
-LANGUAGE sql AS $$ SELECT pgbg_private.call(pgbg_private.handle_json('cancel', pid, cookie)) $$;
-CREATE OR REPLACE FUNCTION @schema@.pg_background_cancel_v2_grace(pid pg_catalog.int4, cookie pg_catalog.int8, grace_ms pg_catalog.int4) RETURNS void
-LANGUAGE sql AS $$
-  SELECT pgbg_private.call(pgbg_private.handle_json('cancel', pid, cookie) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('grace_ms', grace_ms))
-$$;
-
--- Waiting re-raises the worker's error (the server does) and its notices (here), which a later result does not repeat.
-CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pgbg_private.call(pgbg_private.handle_json('wait', pid, cookie));
-  PERFORM pgbg_private.raise_notices(pid);
-END $$;
-
--- Sent asynchronously, so statement_timeout and Ctrl-C stop the wait at once; the next call settles the request.
-CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2_timeout(pid pg_catalog.int4, cookie pg_catalog.int8, timeout_ms pg_catalog.int4) RETURNS pg_catalog.bool
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
-    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
-  finished pg_catalog.bool;
-BEGIN
-  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = @dblink@.dblink_error_message(r[1]);
-  END IF;
-  -- An error answer (e.g. 42704) is raised here; its end is read by the next call's settle.
-  SELECT t.finished INTO finished FROM @dblink@.dblink_get_result(r[1]) AS t(finished pg_catalog.bool);
-  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
-  RETURN finished;
-END $$;
-
--- The server lists only the workers whose owner role the caller has the privileges of.
-CREATE OR REPLACE FUNCTION @schema@.pg_background_list_v2() RETURNS SETOF record
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
-BEGIN
-  RETURN QUERY SELECT * FROM @dblink@.dblink(r[1], r[2])
-    AS t(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, user_id pg_catalog.oid, queue_size pg_catalog.int4,
-         state pg_catalog.text, sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool);
-END $$;
-
-CREATE OR REPLACE FUNCTION @schema@.pg_background_stats_v2() RETURNS @schema@.pg_background_stats
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
-  s @schema@.pg_background_stats;
-BEGIN
-  SELECT * INTO s FROM @dblink@.dblink(r[1], r[2])
-    AS t(workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8, workers_canceled pg_catalog.int8,
-         workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
-  RETURN s;
-END $$;
-
--- Called by the worker's SQL. The notice carries the report to the pgbg engine, which keeps the
--- latest value; client_min_messages is raised for the call so a caller's setting cannot hide it.
-CREATE OR REPLACE FUNCTION @schema@.pg_background_progress(pct pg_catalog.int4, msg pg_catalog.text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SET client_min_messages = notice AS $$
-BEGIN
-  IF COALESCE(pg_catalog.current_setting('pgbg.worker', true), '') <> 'on' THEN
-    RAISE EXCEPTION 'pg_background_progress can only be called from a background worker' USING ERRCODE = 'feature_not_supported';
-  END IF;
-  RAISE NOTICE USING MESSAGE = 'pg_background progress', ERRCODE = 'PB001',
-    DETAIL = pg_catalog.json_build_object('pct', pg_catalog.int4smaller(100, pg_catalog.int4larger(0, COALESCE(pct, 0))), 'msg', msg)::pg_catalog.text;
-END $$;
-
-CREATE OR REPLACE FUNCTION @schema@.pg_background_get_progress_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS @schema@.pg_background_progress
-LANGUAGE plpgsql AS $$
-DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
-  p @schema@.pg_background_progress;
-BEGIN
-  SELECT * INTO p FROM @dblink@.dblink(r[1], r[2]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
-  RETURN p;
-END $$;
-
 -- `key` zero-padded to 64 bytes, each byte XOR `pad`. (PL/pgSQL, not SQL: a SQL function's
 -- arguments can reach the log through auto_explain; these are a secret.)
 CREATE FUNCTION pgbg_private.pad64(key pg_catalog.bytea, pad pg_catalog.int4) RETURNS pg_catalog.bytea
@@ -465,9 +366,10 @@ BEGIN
 END $$;
 
 -- Access: membership in pgbackground_role (EXECUTE on the API) and a secret of the role's own.
--- Granting again issues a new secret: the old one stops working (rotation).
-CREATE OR REPLACE FUNCTION @schema@.grant_pg_background_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool DEFAULT false) RETURNS pg_catalog.bool
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Granting again issues a new secret: the old one stops working (rotation). Called by each
+-- surface's SECURITY DEFINER helper, which only the installer may execute.
+CREATE FUNCTION pgbg_private.grant_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd pg_catalog.text := pg_catalog.format('GRANT pgbackground_role TO %I', role_name);
   target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
@@ -489,8 +391,8 @@ EXCEPTION WHEN OTHERS THEN
   RETURN false;
 END $$;
 
-CREATE OR REPLACE FUNCTION @schema@.revoke_pg_background_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool DEFAULT false) RETURNS pg_catalog.bool
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION pgbg_private.revoke_privileges(role_name pg_catalog.text, print_commands pg_catalog.bool) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd pg_catalog.text := pg_catalog.format('REVOKE pgbackground_role FROM %I', role_name);
   drop_mapping pg_catalog.text := pg_catalog.format('DROP USER MAPPING IF EXISTS FOR %I SERVER pgbg', role_name);
@@ -507,15 +409,9 @@ EXCEPTION WHEN OTHERS THEN
   RETURN false;
 END $$;
 
-CREATE OR REPLACE FUNCTION @schema@.pg_background_drop_executor_role() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
-    EXECUTE 'DROP ROLE pgbackground_role';
-  END IF;
-END $$;
 
--- No ambient access: everything is revoked from PUBLIC; pgbackground_role is how access is granted.
+-- No ambient access: everything here is revoked from PUBLIC; pgbackground_role is how access is
+-- granted, and it may call only what the wrappers need (not what makes or removes secrets).
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbackground_role') THEN
     CREATE ROLE pgbackground_role NOLOGIN INHERIT;
@@ -523,30 +419,14 @@ DO $$ BEGIN
 END $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgbg_private FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgbg_private FROM PUBLIC;
-REVOKE ALL ON FUNCTION @schema@.pg_background_launch(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_launch_v2(pg_catalog.text, pg_catalog.int4),
-  @schema@.pg_background_submit_v2(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_result(pg_catalog.int4),
-  @schema@.pg_background_result_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_detach(pg_catalog.int4),
-  @schema@.pg_background_detach_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_wait_v2(pg_catalog.int4, pg_catalog.int8),
-  @schema@.pg_background_wait_v2_timeout(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
-  @schema@.pg_background_cancel_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_cancel_v2_grace(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
-  @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(), @schema@.pg_background_progress(pg_catalog.int4, pg_catalog.text),
-  @schema@.pg_background_get_progress_v2(pg_catalog.int4, pg_catalog.int8), @schema@.grant_pg_background_privileges(pg_catalog.text, pg_catalog.bool),
-  @schema@.revoke_pg_background_privileges(pg_catalog.text, pg_catalog.bool), @schema@.pg_background_drop_executor_role() FROM PUBLIC;
-REVOKE ALL ON TYPE @schema@.pg_background_handle, @schema@.pg_background_stats, @schema@.pg_background_progress FROM PUBLIC;
+REVOKE ALL ON TYPE @schema@.pg_background_handle FROM PUBLIC;
+GRANT USAGE ON TYPE @schema@.pg_background_handle TO pgbackground_role;
 GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
 GRANT SELECT ON pgbg_private.server TO pgbackground_role;
 GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.sign(pg_catalog.text, pg_catalog.text, pg_catalog.text),
   pgbg_private.settle(pg_catalog.text), pgbg_private.caller_settings(), pgbg_private.ms(pg_catalog.text), pgbg_private.limits(),
-  pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb),
-  pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4), pgbg_private.raise_notices(pg_catalog.int4),
+  pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
+  pgbg_private.launch_json(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text),
+  pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text), pgbg_private.raise_notices(pg_catalog.int4),
   pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
   TO pgbackground_role;
-GRANT EXECUTE ON FUNCTION @schema@.pg_background_launch(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_launch_v2(pg_catalog.text, pg_catalog.int4),
-  @schema@.pg_background_submit_v2(pg_catalog.text, pg_catalog.int4), @schema@.pg_background_result(pg_catalog.int4),
-  @schema@.pg_background_result_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_detach(pg_catalog.int4),
-  @schema@.pg_background_detach_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_wait_v2(pg_catalog.int4, pg_catalog.int8),
-  @schema@.pg_background_wait_v2_timeout(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
-  @schema@.pg_background_cancel_v2(pg_catalog.int4, pg_catalog.int8), @schema@.pg_background_cancel_v2_grace(pg_catalog.int4, pg_catalog.int8, pg_catalog.int4),
-  @schema@.pg_background_list_v2(), @schema@.pg_background_stats_v2(), @schema@.pg_background_progress(pg_catalog.int4, pg_catalog.text),
-  @schema@.pg_background_get_progress_v2(pg_catalog.int4, pg_catalog.int8) TO pgbackground_role;
-GRANT USAGE ON TYPE @schema@.pg_background_handle, @schema@.pg_background_stats, @schema@.pg_background_progress TO pgbackground_role;

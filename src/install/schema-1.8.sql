@@ -6,13 +6,31 @@ CREATE TYPE public.pg_background_progress AS (progress_pct integer, progress_msg
 
 CREATE TYPE public.pg_background_stats AS (workers_launched bigint, workers_completed bigint, workers_failed bigint, workers_canceled bigint, workers_active integer, avg_execution_ms double precision, max_workers integer);
 
-CREATE TABLE pgbg_private.install (schema_name text NOT NULL, revision text NOT NULL, installed_at timestamp with time zone NOT NULL DEFAULT now());
+CREATE TABLE pgbg_private.install (schema_name text NOT NULL, api_version text NOT NULL, revision text NOT NULL, installed_at timestamp with time zone NOT NULL DEFAULT now());
 
 CREATE TABLE pgbg_private.role_keys (role_oid oid NOT NULL, proof_key bytea NOT NULL, scram text NOT NULL, created_at timestamp with time zone NOT NULL DEFAULT now());
 -- privileges: {<installer>=arwdDxt/<installer>}
 
 CREATE TABLE pgbg_private.server (generation text NOT NULL);
 -- privileges: {<installer>=arwdDxt/<installer>,pgbackground_role=r/<installer>}
+
+CREATE OR REPLACE FUNCTION pgbg_private.ask(body jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  answer pg_catalog.jsonb;
+BEGIN
+  IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = "public".dblink_error_message(r[1]);
+  END IF;
+  SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
+  RETURN answer;
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.call(body jsonb)
  RETURNS void
@@ -43,12 +61,39 @@ BEGIN
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.grant_privileges(role_name text, print_commands boolean)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+  cmd pg_catalog.text := pg_catalog.format('GRANT pgbackground_role TO %I', role_name);
+  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
+BEGIN
+  IF target IS NULL THEN
+    RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+  END IF;
+  IF role_name <> 'pgbackground_role' AND NOT pg_catalog.pg_has_role(target, 'pgbackground_role', 'MEMBER') THEN
+    EXECUTE cmd;
+    IF print_commands THEN RAISE INFO '%', cmd; END IF;
+  END IF;
+  PERFORM pgbg_private.issue_secret(target);
+  IF print_commands THEN
+    RAISE INFO '%', pg_catalog.format('CREATE USER MAPPING FOR %I SERVER pgbg OPTIONS (user %L, password <a new secret>)', role_name, 'r' || target::pg_catalog.text);
+  END IF;
+  RETURN true;
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'Error granting pg_background privileges to %: %', role_name, SQLERRM;
+  RETURN false;
+END $function$;
+-- privileges: {<installer>=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.handle_json(op text, pid integer, cookie bigint)
  RETURNS jsonb
  LANGUAGE sql
  STABLE
 AS $function$
-  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text))
+  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text, 'api', '1.8'))
 $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -97,19 +142,29 @@ BEGIN
 END $function$;
 -- privileges: {<installer>=X/<installer>}
 
-CREATE OR REPLACE FUNCTION pgbg_private.launch(op text, sql text, queue_size integer)
+CREATE OR REPLACE FUNCTION pgbg_private.launch(op text, sql text, queue_size integer, label text DEFAULT NULL::text)
  RETURNS pg_background_handle
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object(
-    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0), 'settings', COALESCE(pgbg_private.caller_settings(), '{}'::pg_catalog.json),
-    'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout'))) OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[] := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
   h "public".pg_background_handle;
 BEGIN
   SELECT t.pid, t.cookie INTO h FROM "public".dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   RETURN h;
 END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
+CREATE OR REPLACE FUNCTION pgbg_private.launch_json(op text, sql text, queue_size integer, label text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+    'op', op, 'sql', sql, 'queue_size', COALESCE(queue_size, 0), 'label', NULLIF(label, ''),
+    'settings', COALESCE(pgbg_private.caller_settings(), '{}'::pg_catalog.json),
+    'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout')))) OPERATOR(pg_catalog.||) pgbg_private.limits()
+$function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.limits()
@@ -118,6 +173,7 @@ CREATE OR REPLACE FUNCTION pgbg_private.limits()
  STABLE
 AS $function$
   SELECT pg_catalog.jsonb_build_object(
+    'api', '1.8',
     'max_workers', COALESCE(NULLIF(pg_catalog.current_setting('pg_background.max_workers', true), ''), '16')::pg_catalog.int4,
     'default_queue_size', pg_catalog.pg_size_bytes(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.default_queue_size', true), ''), '64kB')),
     'worker_timeout_ms', pgbg_private.ms(COALESCE(NULLIF(pg_catalog.current_setting('pg_background.worker_timeout', true), ''), '0')))
@@ -180,6 +236,7 @@ DECLARE
   existing pg_catalog.text;
   nonce pg_catalog.text;
   doubled pg_catalog.bool := false;
+  stale pg_catalog.text[] := '{}';
   app pg_catalog.text;
 BEGIN
   SELECT m.umuser, m.umoptions INTO me FROM pg_catalog.pg_user_mappings m
@@ -194,11 +251,15 @@ BEGIN
   FOREACH existing IN ARRAY COALESCE("public".dblink_get_connections(), '{}') LOOP
     IF pg_catalog.starts_with(existing, prefix) AND conn IS NULL AND NOT doubled THEN
       conn := existing;
+    ELSIF pg_catalog.starts_with(existing, 'pgbg_' || me.umuser::pg_catalog.text || '_') AND NOT pg_catalog.starts_with(existing, prefix) THEN
+      -- An earlier server run's (or install's): never used again, and closed once the new one has
+      -- said hello, so that the server keeps this backend's session (and its handles) meanwhile.
+      stale := stale || existing;
     ELSIF pg_catalog.starts_with(existing, 'pgbg_' || me.umuser::pg_catalog.text || '_') THEN
-      -- An earlier server run's, or a second one under this role's name: this backend's code may
-      -- have opened it, so neither is trusted; a fresh one replaces them.
+      -- A second one under this role's name: this backend's code may have opened either, so
+      -- neither is trusted; a fresh one replaces them.
       PERFORM "public".dblink_disconnect(existing);
-      IF pg_catalog.starts_with(existing, prefix) AND conn IS NOT NULL THEN
+      IF conn IS NOT NULL THEN
         PERFORM "public".dblink_disconnect(conn);
         conn := NULL;
         doubled := true;
@@ -225,6 +286,9 @@ BEGIN
       RAISE;
     END;
     PERFORM pg_catalog.set_config('application_name', app, true);
+    FOREACH existing IN ARRAY stale LOOP
+      PERFORM "public".dblink_disconnect(existing);
+    END LOOP;
   ELSE
     nonce := pg_catalog.substr(conn, pg_catalog.length(prefix) + 1);
     PERFORM pgbg_private.settle(conn);
@@ -277,6 +341,28 @@ BEGIN
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.revoke_privileges(role_name text, print_commands boolean)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+  cmd pg_catalog.text := pg_catalog.format('REVOKE pgbackground_role FROM %I', role_name);
+  drop_mapping pg_catalog.text := pg_catalog.format('DROP USER MAPPING IF EXISTS FOR %I SERVER pgbg', role_name);
+  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
+BEGIN
+  EXECUTE cmd;
+  IF print_commands THEN RAISE INFO '%', cmd; END IF;
+  EXECUTE drop_mapping;
+  IF print_commands THEN RAISE INFO '%', drop_mapping; END IF;
+  DELETE FROM pgbg_private.role_keys k WHERE k.role_oid OPERATOR(pg_catalog.=) target;
+  RETURN true;
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'Error revoking pg_background privileges from %: %', role_name, SQLERRM;
+  RETURN false;
+END $function$;
+-- privileges: {<installer>=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.settle(conn text)
  RETURNS void
  LANGUAGE plpgsql
@@ -328,30 +414,10 @@ END $function$;
 
 CREATE OR REPLACE FUNCTION public.grant_pg_background_privileges(role_name text, print_commands boolean DEFAULT false)
  RETURNS boolean
- LANGUAGE plpgsql
+ LANGUAGE sql
  SECURITY DEFINER
  SET search_path = pg_catalog, pg_temp
-AS $function$
-DECLARE
-  cmd pg_catalog.text := pg_catalog.format('GRANT pgbackground_role TO %I', role_name);
-  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
-BEGIN
-  IF target IS NULL THEN
-    RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
-  END IF;
-  IF role_name <> 'pgbackground_role' AND NOT pg_catalog.pg_has_role(target, 'pgbackground_role', 'MEMBER') THEN
-    EXECUTE cmd;
-    IF print_commands THEN RAISE INFO '%', cmd; END IF;
-  END IF;
-  PERFORM pgbg_private.issue_secret(target);
-  IF print_commands THEN
-    RAISE INFO '%', pg_catalog.format('CREATE USER MAPPING FOR %I SERVER pgbg OPTIONS (user %L, password <a new secret>)', role_name, 'r' || target::pg_catalog.text);
-  END IF;
-  RETURN true;
-EXCEPTION WHEN OTHERS THEN
-  RAISE NOTICE 'Error granting pg_background privileges to %: %', role_name, SQLERRM;
-  RETURN false;
-END $function$;
+AS $function$ SELECT pgbg_private.grant_privileges(role_name, print_commands) $function$;
 -- privileges: {<installer>=X/<installer>}
 
 CREATE OR REPLACE FUNCTION public.pg_background_cancel_v2(pid integer, cookie bigint)
@@ -543,25 +609,10 @@ END $function$;
 
 CREATE OR REPLACE FUNCTION public.revoke_pg_background_privileges(role_name text, print_commands boolean DEFAULT false)
  RETURNS boolean
- LANGUAGE plpgsql
+ LANGUAGE sql
  SECURITY DEFINER
  SET search_path = pg_catalog, pg_temp
-AS $function$
-DECLARE
-  cmd pg_catalog.text := pg_catalog.format('REVOKE pgbackground_role FROM %I', role_name);
-  drop_mapping pg_catalog.text := pg_catalog.format('DROP USER MAPPING IF EXISTS FOR %I SERVER pgbg', role_name);
-  target pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name);
-BEGIN
-  EXECUTE cmd;
-  IF print_commands THEN RAISE INFO '%', cmd; END IF;
-  EXECUTE drop_mapping;
-  IF print_commands THEN RAISE INFO '%', drop_mapping; END IF;
-  DELETE FROM pgbg_private.role_keys k WHERE k.role_oid OPERATOR(pg_catalog.=) target;
-  RETURN true;
-EXCEPTION WHEN OTHERS THEN
-  RAISE NOTICE 'Error revoking pg_background privileges from %: %', role_name, SQLERRM;
-  RETURN false;
-END $function$;
+AS $function$ SELECT pgbg_private.revoke_privileges(role_name, print_commands) $function$;
 -- privileges: {<installer>=X/<installer>}
 
 CREATE SERVER pgbg FOREIGN DATA WRAPPER dblink_fdw OPTIONS (host '…', port '…', dbname '…');
