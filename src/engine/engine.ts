@@ -162,14 +162,14 @@ export class Engine implements EngineCore {
   async cancelJob(tracked: TrackedJob, graceMs: number): Promise<void> {
     const { job } = tracked;
     if (job.ended) return;
-    job.cancelRequested = true;
+    job.requestCancel();
     // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
     job.discard();
     const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
+      // Still waiting for a worker: the launch fails; had it just got one, execution sees the cancel.
       tracked.abort.abort();
-      job.finish('canceled');
       return;
     }
     if (graceMs > 0) {
