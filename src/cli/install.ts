@@ -18,7 +18,7 @@ export async function installCommand(options: InstallCommandOptions): Promise<vo
   await withClient(options.database, async (client) => {
     const report = await install(client, { schema: options.schema, endpoint: endpointOf(options.apiHost, identity), ...(options.apiVersion ? { apiVersion: options.apiVersion } : {}) });
     const what = report.upgradedFrom ? 'upgraded the SQL API (made by an earlier pgbg)' : report.installed ? 'installed the SQL API' : 'the SQL API was up to date';
-    process.stdout.write(`${what} (pg_background ${report.apiVersion}) in schema ${report.schema}; it reaches the server at ${options.apiHost}:${identity.port}\n`);
+    process.stdout.write(`${what} in schema ${report.schema} (pg_background ${report.apiVersion}); it reaches the server at ${options.apiHost}:${identity.port}\n`);
   });
 }
 

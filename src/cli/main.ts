@@ -7,23 +7,19 @@ import { serve } from './serve.js';
 
 const program = new Command('pgbg').description('background SQL for PostgreSQL');
 
-function portNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 1 to 65535');
-  return n;
+/** A parser of a whole-number option from `min` to `max`; `what` says what is wanted. */
+function wholeNumber(what: string, min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(what);
+    return n;
+  };
 }
 
-function positive(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number, 1 or more');
-  return n;
-}
-
-function days(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('days: a whole number, 0 or more');
-  return n;
-}
+const portNumber = wholeNumber('a port is a whole number from 1 to 65535', 1, 65535);
+const positive = wholeNumber('a whole number, 1 or more', 1);
+const days = wholeNumber('days: a whole number, 0 or more', 0);
+const milliseconds = wholeNumber('milliseconds: a whole number, 0 or more', 0);
 
 const BYTE_UNITS: Record<string, number> = { '': 1, B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
 
@@ -32,12 +28,6 @@ function byteSize(value: string): number {
   const m = /^\s*(\d+)\s*(B|kB|MB|GB)?\s*$/.exec(value);
   const n = m ? Number(m[1]) * BYTE_UNITS[m[2] ?? '']! : NaN;
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('a size in bytes, e.g. 16777216 or 16MB');
-  return n;
-}
-
-function milliseconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('milliseconds: a whole number, 0 or more');
   return n;
 }
 

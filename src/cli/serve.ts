@@ -83,8 +83,9 @@ export async function serve(options: ServeOptions): Promise<void> {
   }
 
   let server: RunningServer;
+  let surface: ApiVersion | undefined;
   try {
-    await prepareDatabases(adminUrl, endpoint, options.embedded ? options.apiVersion : undefined, logger);
+    surface = await prepareDatabases(adminUrl, endpoint, options.embedded ? options.apiVersion : undefined, logger);
     server = await startServer({
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
@@ -107,7 +108,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   if (embedded) {
     const passwordFile = `${path.resolve(options.data, 'pg')}.password`;
     process.stdout.write(`  the password is in ${passwordFile}; try:\n`);
-    process.stdout.write(`  PGPASSWORD=$(cat ${passwordFile}) psql "${url}" -c "SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)"\n`);
+    process.stdout.write(`  PGPASSWORD=$(cat ${passwordFile}) psql "${url}" -c "${FIRST_QUERY[surface ?? '2.0']}"\n`);
   } else {
     process.stdout.write(`  the SQL API endpoint listens on ${server.host}:${server.port}\n`);
   }
@@ -139,16 +140,25 @@ export async function serve(options: ServeOptions): Promise<void> {
  * API an earlier pgbg made, and point every database that has the API at this
  * server's address (and run: callers' connections to an earlier run are replaced).
  */
-async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHere: ApiVersion | undefined, logger: Logger): Promise<void> {
+/** A first query to paste, in the surface the database has. */
+const FIRST_QUERY: Record<ApiVersion, string> = {
+  '2.0': "SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)",
+  '1.8': "SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)",
+};
+
+/** Returns the surface installed in the admin login's database, if any. */
+async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHere: ApiVersion | undefined, logger: Logger): Promise<ApiVersion | undefined> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   let others: string[];
+  let surface: ApiVersion | undefined;
   try {
     const installed = await installedSchema(admin);
     if (installHere !== undefined || installed !== undefined) {
       // An installed surface is kept: a 1.8 database is upgraded only when asked (pgbg install --api-version 2.0).
       const report = await install(admin, { endpoint, ...(installHere !== undefined && installed === undefined ? { apiVersion: installHere } : {}) });
-      if (report.installed) logger.info({ upgradedFrom: report.upgradedFrom }, 'SQL API installed');
+      if (report.installed) logger.info({ upgradedFrom: report.upgradedFrom, apiVersion: report.apiVersion }, 'SQL API installed');
+      surface = report.apiVersion;
     }
     const { rows } = await admin.query<{ datname: string }>(
       'SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate AND datname <> current_database() AND has_database_privilege(datname, \'CONNECT\')',
@@ -174,4 +184,5 @@ async function prepareDatabases(adminUrl: string, endpoint: Endpoint, installHer
       await c.end().catch(() => undefined);
     }
   }
+  return surface;
 }

@@ -26,7 +26,6 @@ export interface TrackedJob {
   settled: Promise<void>;
   /** The worker timeout that applies, in ms (0 = none). */
   timeoutMs: number;
-  timedOut: boolean;
   /** How many of the job's notices were handed out already (deliverNotices). */
   noticesDelivered: number;
 }

@@ -166,14 +166,14 @@ export class Engine implements EngineCore {
     const { job } = tracked;
     if (job.ended) return;
     if (cooperative && tracked.worker) return this.#cancelCooperatively(tracked, tracked.worker, graceMs);
-    job.cancelRequested = true;
+    job.requestCancel();
     // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
     job.discard();
     const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
+      // Still waiting for a worker: the launch fails; had it just got one, execution sees the cancel.
       tracked.abort.abort();
-      job.finish('canceled');
       return;
     }
     if (graceMs > 0) {
@@ -193,7 +193,7 @@ export class Engine implements EngineCore {
    */
   async #cancelCooperatively(tracked: TrackedJob, worker: WorkerConnection, graceMs: number): Promise<void> {
     const { job } = tracked;
-    job.cancelRequested = true;
+    job.requestCancel();
     job.discard();
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel (cooperative)');
     await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));

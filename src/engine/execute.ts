@@ -25,17 +25,19 @@ export async function executeJob(engine: EngineCore, tracked: TrackedJob, worker
     // which took ~80 µs (p50) that the caller waited for. The job starts right after,
     // in the same turn of the event loop, before any further request is read.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (job.cancelRequested) throw canceledError(job.pid);
+    if (job.canceling) throw canceledError(job.pid);
     const setup = setupStatement(tracked.context, workerApplicationName(job.pid, job.label));
     log.debug('job started');
     if (plan.mustRunAlone) {
       // VACUUM and friends refuse to run in a transaction block, so setup goes first, alone.
+      job.start();
       await worker.query(setup);
       outcome = await worker.run(job, job.sql, new ResultTracker(job, 0, plan.statementCount));
     } else {
       const prefix = `${setup};\n`;
       prefixLength = [...prefix].length;
       const count = plan.parsed ? plan.statementCount : undefined;
+      job.start();
       outcome = await worker.run(job, prefix + job.sql, new ResultTracker(job, 1, count));
     }
   } catch (err) {
@@ -56,8 +58,9 @@ function finishJob(tracked: TrackedJob, outcome: RunOutcome, prefixLength: numbe
     job.finish('stopped');
     return;
   }
-  if (job.cancelRequested) {
-    job.finish('canceled', tracked.timedOut ? timeoutError(tracked) : canceledError(job.pid));
+  const phase = job.phase;
+  if (phase.name === 'canceling') {
+    job.finish('canceled', phase.byTimeout ? timeoutError(tracked) : canceledError(job.pid));
     return;
   }
   const err = outcome.error;
@@ -88,7 +91,7 @@ function timeoutError(tracked: TrackedJob): PgbgError {
 
 function onTimeout(engine: EngineCore, tracked: TrackedJob): void {
   if (tracked.job.ended) return;
-  tracked.timedOut = true;
+  tracked.job.requestCancel(true);
   engine.logger.debug({ pid: tracked.job.pid, timeoutMs: tracked.timeoutMs }, 'worker timeout: canceling');
   void engine.cancelJob(tracked, 1000).catch((err: unknown) => {
     engine.logger.warn({ pid: tracked.job.pid, err: (err as Error).message }, 'could not cancel a timed-out job');

@@ -7,7 +7,7 @@
  * the worker backend blocks on its own write and waits; it resumes
  * (`onDrain`) when the reader has taken half of it.
  */
-import type { PgbgError } from '../protocol/errors.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
 import type { FieldInfo, Notice } from '../protocol/messages.js';
 import type { WorkerJob } from '../workers/worker.js';
@@ -15,7 +15,21 @@ import type { MemoryAccount } from './budget.js';
 
 const EMPTY: RowRun = Buffer.alloc(0);
 
+/** What callers see of a job's lifecycle (list's `state`): starting = launched, its SQL not yet sent. */
 export type JobState = 'starting' | 'running' | 'stopped' | 'canceled' | 'error';
+
+export type FinalState = 'stopped' | 'canceled' | 'error';
+
+/**
+ * The job's lifecycle, one phase at a time:
+ *   starting → running → ended;  starting | running → canceling → ended;  starting → ended.
+ * A canceling job still runs (callers see `running`) until its worker stops.
+ */
+export type JobPhase =
+  | { readonly name: 'starting' }
+  | { readonly name: 'running' }
+  | { readonly name: 'canceling'; readonly byTimeout: boolean }
+  | { readonly name: 'ended'; readonly state: FinalState; readonly error: PgbgError | undefined };
 
 /** A row's values in text format (null for NULL): what the library hands out. */
 export type RawRow = (string | null)[];
@@ -62,12 +76,13 @@ interface Waiter {
 
 /** Job = one launched statement: its lifecycle, its buffered result, its notices and progress. */
 export class Job implements WorkerJob {
-  state: JobState = 'starting';
+  #phase: JobPhase = { name: 'starting' };
+  /** The worker's backend pid, once the job has a worker (0 before). */
   pid = 0;
   readonly launchedAt = new Date();
+  /** When it got its worker. */
   startedAt: Date | undefined;
   endedAt: Date | undefined;
-  error: PgbgError | undefined;
   /** Result columns of the last statement, known once its RowDescription arrived. */
   fields: FieldInfo[] | undefined;
   commandTags: string[] = [];
@@ -85,9 +100,10 @@ export class Job implements WorkerJob {
   readonly label: string | undefined;
   /** Rows relayed to the buffer so far (the reader may have taken some). */
   rowsReceived = 0;
-  cancelRequested = false;
+  // Flags, not phases: whether anyone reads the rows is independent of how far the job has got.
   /** True once nobody will read the rows (submitted, detached, canceled, session closed). */
   discarding: boolean;
+  /** True once a reader took the result (it may still be arriving). */
   consumed = false;
 
   /** Buffered runs of rows (see RowRun) and how many rows each holds. */
@@ -97,7 +113,6 @@ export class Job implements WorkerJob {
   #bufferedBytes = 0;
   #paused = false;
   #waiters: Waiter[] = [];
-  #ended = false;
   #noticeBytes = 0;
   /** The last notice, standing for the dropped ones (once there are any). */
   #dropSummary: Notice | undefined;
@@ -123,8 +138,26 @@ export class Job implements WorkerJob {
     this.label = options.label;
   }
 
+  get phase(): JobPhase {
+    return this.#phase;
+  }
+
+  get state(): JobState {
+    const p = this.#phase;
+    return p.name === 'ended' ? p.state : p.name === 'canceling' ? 'running' : p.name;
+  }
+
+  get error(): PgbgError | undefined {
+    return this.#phase.name === 'ended' ? this.#phase.error : undefined;
+  }
+
   get ended(): boolean {
-    return this.#ended;
+    return this.#phase.name === 'ended';
+  }
+
+  /** True once a cancel was asked for; the job may still be running. */
+  get canceling(): boolean {
+    return this.#phase.name === 'canceling';
   }
 
   /** True while the worker is held back because the buffer is full. */
@@ -136,10 +169,25 @@ export class Job implements WorkerJob {
     return this.#bufferedBytes;
   }
 
-  markRunning(pid: number): void {
+  /** The job got its worker: it stays `starting` until its SQL is sent (start). */
+  assignWorker(pid: number): void {
+    if (this.#phase.name !== 'starting' && this.#phase.name !== 'canceling') this.#illegal('get a worker');
     this.pid = pid;
-    this.state = 'running';
     this.startedAt = new Date();
+  }
+
+  /** Its SQL is being written to the worker. */
+  start(): void {
+    if (this.#phase.name !== 'starting' || this.pid === 0) this.#illegal('start');
+    this.#phase = { name: 'running' };
+    this.#wake();
+  }
+
+  /** A cancel was asked for (again, maybe: one because of the worker timeout marks it so). */
+  requestCancel(byTimeout = false): void {
+    const p = this.#phase;
+    if (p.name === 'ended') this.#illegal('be canceled');
+    this.#phase = { name: 'canceling', byTimeout: byTimeout || (p.name === 'canceling' && p.byTimeout) };
     this.#wake();
   }
 
@@ -237,12 +285,10 @@ export class Job implements WorkerJob {
     this.progress = { pct: Math.min(100, Math.max(0, Math.trunc(pct))), message, at: new Date() };
   }
 
-  /** Final transition; later calls are ignored (the first outcome wins). */
-  finish(state: 'stopped' | 'canceled' | 'error', error?: PgbgError): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    this.state = state;
-    this.error = error;
+  /** The final transition: once only. */
+  finish(state: FinalState, error?: PgbgError): void {
+    if (this.#phase.name === 'ended') this.#illegal(`end as ${state}`);
+    this.#phase = { name: 'ended', state, error };
     this.endedAt = new Date();
     this.#resumeIfPaused();
     this.#wake();
@@ -302,7 +348,11 @@ export class Job implements WorkerJob {
 
   /** Resolves once the job has ended. */
   async untilEnded(): Promise<void> {
-    while (!this.#ended) await this.changed();
+    while (!this.ended) await this.changed();
+  }
+
+  #illegal(what: string): never {
+    throw new PgbgError(SqlState.internalError, `pgbg internal error: a ${this.#phase.name} job cannot ${what}`);
   }
 
   #resumeIfPaused(): void {

@@ -13,6 +13,7 @@ import type {
   FieldInfo, Handle, HandleRef, JobResult, JobSnapshot, LaunchOptions, Progress, RawResult, SessionSettings, SessionStats, Notice, ReadyResult,
 } from './types.js';
 import type { EngineCore, TrackedJob } from './core.js';
+import { delay, guardedWait } from './deadlock-guard.js';
 import { executeJob } from './execute.js';
 import { classifyStatements } from '../sql/classify.js';
 import { jobSnapshot } from './snapshot.js';
@@ -31,7 +32,6 @@ export interface SessionInit {
 }
 
 const CONSUMED_MEMORY = 1024;
-const DEADLOCK_CHECK_MS = 250;
 
 /** Session = one launcher's table of handles (TrackedJobs), as pg_background keeps one per backend. */
 export class Session {
@@ -41,7 +41,8 @@ export class Session {
   readonly #consumed = new Map<number, bigint>();
   /** Notices of results read, by pid, until handed out (deliverNotices). */
   readonly #undeliveredNotices = new Map<number, Notice[]>();
-  #reserved = 0;
+  /** Launches under way, each holding a slot; listed as `starting` (pid 0) once they wait for a worker. */
+  readonly #launching = new Map<Job, TrackedJob | undefined>();
   #closed = false;
   #stats = { launched: 0, completed: 0, failed: 0, canceled: 0, timedOut: 0, totalMs: 0, timed: 0 };
 
@@ -99,7 +100,7 @@ export class Session {
     if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
     job.consumed = true;
     try {
-      await this.#guard(tracked, async () => {
+      await guardedWait(this.core, tracked, async () => {
         while (!job.fields && !job.ended) await job.changed();
       });
     } catch (err) {
@@ -111,7 +112,7 @@ export class Session {
       throw this.#failure(tracked) ?? errors.lostConnection(job.pid, 'The worker ended without a result.');
     }
     return resultStreams(job, {
-      wait: (w) => this.#guard(tracked, w),
+      wait: (w) => guardedWait(this.core, tracked, w),
       failure: () => this.#failure(tracked),
       done: () => this.#forget(tracked, true),
     });
@@ -125,7 +126,7 @@ export class Session {
     const tracked = this.#lookup(ref, { allowConsumed: false });
     const { job } = tracked;
     if (job.resultsDisabled) throw errors.resultsDisabled(job.pid);
-    await this.#guard(tracked, async () => {
+    await guardedWait(this.core, tracked, async () => {
       while (!job.fields && !job.ended) await job.changed();
     });
     if (job.fields) return job.fields;
@@ -140,7 +141,7 @@ export class Session {
   async awaitRows(ref: HandleRef): Promise<void> {
     const tracked = this.#lookup(ref, { allowConsumed: false });
     const { job } = tracked;
-    await this.#guard(tracked, async () => {
+    await guardedWait(this.core, tracked, async () => {
       while (!job.ended && !job.stalled) await job.changed();
     });
   }
@@ -167,14 +168,14 @@ export class Session {
   /** Waits until the job has finished. */
   async wait(ref: HandleRef): Promise<void> {
     const tracked = this.#lookup(ref, { allowConsumed: true });
-    await this.#guard(tracked, () => this.#waitStep(tracked));
+    await guardedWait(this.core, tracked, () => this.#waitStep(tracked));
   }
 
   /** Waits up to `timeoutMs`; true if the job finished in time. */
   async waitTimeout(ref: HandleRef, timeoutMs: number): Promise<boolean> {
     const tracked = this.#lookup(ref, { allowConsumed: true });
     const deadline = Date.now() + clamp(timeoutMs, WAIT_TIMEOUT_MS);
-    return this.#guard(tracked, async () => {
+    return guardedWait(this.core, tracked, async () => {
       while (!tracked.job.ended) {
         const left = deadline - Date.now();
         if (left <= 0) return false;
@@ -191,7 +192,8 @@ export class Session {
 
   /** The handles this session tracks. */
   list(): JobSnapshot[] {
-    return [...this.#jobs.values()].map(jobSnapshot);
+    const waiting = [...this.#launching.values()].filter((t) => t !== undefined);
+    return [...this.#jobs.values(), ...waiting].map(jobSnapshot);
   }
 
   stats(): SessionStats {
@@ -285,14 +287,14 @@ export class Session {
     await this.core.ready();
     const plan = classifyStatements(sql);
     const queueSize = resolveQueueSize(options.queueSize, this.settings.defaultQueueSize);
-    if (this.#jobs.size + this.#reserved >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
+    if (this.#jobs.size + this.#launching.size >= this.settings.maxWorkers) throw errors.tooManyWorkers(this.settings.maxWorkers);
     // A submitted job's rows are dropped as they come: it needs no queue.
     const queueBytes = resultsDisabled ? 0 : queueSize;
     const account = this.core.budgets.reserve(options.login ?? this.init.login, queueBytes);
     const job = new Job(sql, queueSize, resultsDisabled, { maxNoticeBytes: this.core.maxNoticeBytesPerJob, label: checkLabel(options.label) });
     job.chargeTo(account, queueBytes);
     let kept = false;
-    this.#reserved++;
+    this.#launching.set(job, undefined);
     try {
       const context = options.context ?? this.init.context ?? (await this.#capture());
       if (options.onNotice) job.onNotice = options.onNotice;
@@ -304,12 +306,12 @@ export class Session {
         abort: new AbortController(),
         settled: Promise.resolve(),
         timeoutMs: this.settings.workerTimeoutMs > 0 ? this.settings.workerTimeoutMs : context.statementTimeoutMs,
-        timedOut: false,
         noticesDelivered: 0,
       };
+      this.#launching.set(job, tracked);
       const worker = await this.core.pool.acquire(tracked.login, new Set(this.#jobs.keys()), tracked.abort.signal);
       tracked.worker = worker;
-      job.markRunning(worker.pid);
+      job.assignWorker(worker.pid);
       this.core.jobStarted(tracked);
       this.#consumed.delete(worker.pid);
       this.#jobs.set(worker.pid, tracked);
@@ -321,7 +323,7 @@ export class Session {
       this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
       return { pid: job.pid, cookie: tracked.cookie };
     } finally {
-      this.#reserved--;
+      this.#launching.delete(job);
       if (!kept) job.releaseMemory();
     }
   }
@@ -413,39 +415,6 @@ export class Session {
       await job.changed();
     }
   }
-
-  /**
-   * Runs a wait, and while it lasts checks that the worker is not blocked by a
-   * lock the launcher holds: the launcher would wait forever, and PostgreSQL's
-   * deadlock detector cannot see a wait that happens outside the server.
-   */
-  async #guard<T>(tracked: TrackedJob, wait: () => Promise<T>): Promise<T> {
-    const launcherPid = tracked.context.launcherPid;
-    if (launcherPid === undefined || tracked.job.ended) return wait();
-    let stop = false;
-    const watchdog = (async (): Promise<never | undefined> => {
-      while (!stop) {
-        await delay(DEADLOCK_CHECK_MS);
-        if (stop || tracked.job.ended) return undefined;
-        if (await this.core.isBlockedBy(tracked, launcherPid)) {
-          throw new PgbgError(SqlState.deadlockDetected, 'deadlock detected', {
-            detail: `Process ${launcherPid} waits for background worker ${tracked.job.pid}; background worker ${tracked.job.pid} waits for a lock held by process ${launcherPid}.`,
-            hint: 'Release the lock (commit or roll back) before waiting for the worker, or detach it.',
-          });
-        }
-      }
-      return undefined;
-    })();
-    try {
-      return await Promise.race([wait(), watchdog.then(() => new Promise<never>(() => undefined))]);
-    } finally {
-      stop = true;
-    }
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Labels are at most 64 bytes; an empty one is none. */

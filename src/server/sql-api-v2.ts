@@ -63,7 +63,7 @@ export async function answerV2(req: V2Request, caller: V2Caller): Promise<unknow
     case 'purge':
       return { count: await each(caller, (j) => j.state !== 'starting' && j.state !== 'running', (j) => session.detach(j)) };
     case 'cancel_all':
-      return { count: await each(caller, (j) => !session.trackedJob(j).job.cancelRequested, (j) => session.cancel(j, { cooperative: true })) };
+      return { count: await each(caller, (j) => !session.trackedJob(j).job.canceling && j.state !== 'canceled', (j) => session.cancel(j, { cooperative: true })) };
     case 'cancel_by_label': {
       const like = likePattern(req.pattern);
       const matches = (j: JobSnapshot) => j.label !== undefined && like.test(j.label);

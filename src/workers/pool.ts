@@ -100,19 +100,27 @@ async function checkRole(worker: WorkerConnection, login: Login): Promise<void> 
   });
 }
 
+/** One login's connections, each in exactly one of these; their sizes are the counts. */
 interface Bucket {
+  /** Most recently used last. */
   idle: WorkerConnection[];
-  /** Connections handed out, resetting or being opened. */
-  busy: number;
-  /** Connections being reset (DISCARD ALL); they are back in `idle` in one round trip. */
+  /** Handed out to a job. */
+  inUse: Set<WorkerConnection>;
+  /** Being reset (DISCARD ALL); they are back in `idle` in one round trip. */
   resetting: Set<WorkerConnection>;
+  /** Being opened: one token per connection attempt. */
+  opening: Set<symbol>;
+}
+
+function bucketSize(b: Bucket): number {
+  return b.idle.length + b.inUse.size + b.resetting.size + b.opening.size;
 }
 
 export class WorkerPool {
   readonly options: Required<PoolOptions>;
   readonly #buckets = new Map<string, Bucket>();
-  #total = 0;
-  #queued = 0;
+  /** Launches waiting in the queue for a connection. */
+  readonly #queued = new Set<symbol>();
   #closed = false;
   #wakeups: (() => void)[] = [];
   readonly #sweeper: NodeJS.Timeout;
@@ -130,7 +138,9 @@ export class WorkerPool {
 
   /** Connections open now (idle + in use). */
   get size(): number {
-    return this.#total;
+    let n = 0;
+    for (const b of this.#buckets.values()) n += bucketSize(b);
+    return n;
   }
 
   get idleCount(): number {
@@ -146,7 +156,7 @@ export class WorkerPool {
   async acquire(login: Login, excludePids: ReadonlySet<number> = new Set(), signal?: AbortSignal): Promise<WorkerConnection> {
     const deadline = Date.now() + this.options.acquireTimeoutMs;
     let lastLimit: PgbgError | undefined;
-    let queued = false;
+    const ticket = Symbol('queued launch');
     let pidClashes = 0;
     let serverFull: boolean;
     try {
@@ -192,15 +202,14 @@ export class WorkerPool {
           lastLimit = limit;
         }
         if (this.options.whenExhausted === 'fail') throw lastLimit;
-        if (!queued) {
-          if (this.#queued >= this.options.maxQueuedLaunches) {
+        if (!this.#queued.has(ticket)) {
+          if (this.#queued.size >= this.options.maxQueuedLaunches) {
             throw errors.noCapacity(
               `${this.options.maxQueuedLaunches} launches are already waiting for a worker (maxQueuedLaunches).`,
               lastLimit.hint,
             );
           }
-          queued = true;
-          this.#queued++;
+          this.#queued.add(ticket);
           this.logger.debug({ login: login.label }, 'launch queued: no worker connection available');
         }
         const remaining = deadline - Date.now();
@@ -216,7 +225,7 @@ export class WorkerPool {
         await this.#nextWakeup(serverFull ? Math.min(remaining, 50 + attempt * 25, 500) : remaining, signal);
       }
     } finally {
-      if (queued) this.#queued--;
+      this.#queued.delete(ticket);
     }
   }
 
@@ -232,6 +241,7 @@ export class WorkerPool {
       this.#discard(worker, bucket);
       return;
     }
+    bucket.inUse.delete(worker);
     bucket.resetting.add(worker);
     worker
       .reset()
@@ -239,9 +249,7 @@ export class WorkerPool {
         if (!ok) throw new Error('DISCARD ALL failed');
         this.logger.debug({ worker: worker.pid }, 'worker reset');
         bucket.resetting.delete(worker);
-        bucket.busy--;
         if (this.#closed) {
-          this.#total--;
           void worker.close();
         } else {
           worker.lastUsed = Date.now();
@@ -251,7 +259,6 @@ export class WorkerPool {
       })
       .catch((err: unknown) => {
         this.logger.warn({ worker: worker.pid, err: (err as Error).message }, 'worker reset failed; closing it');
-        bucket.resetting.delete(worker);
         this.#discard(worker, bucket);
       });
   }
@@ -260,7 +267,6 @@ export class WorkerPool {
     this.#closed = true;
     clearInterval(this.#sweeper);
     const idle = [...this.#buckets.values()].flatMap((b) => b.idle.splice(0));
-    this.#total -= idle.length;
     this.#wake();
     await Promise.all(idle.map((w) => w.close()));
   }
@@ -273,12 +279,11 @@ export class WorkerPool {
       const w = bucket.idle[i]!;
       if (!w.alive) {
         bucket.idle.splice(i, 1);
-        this.#total--;
         continue;
       }
       if (excludePids.has(w.pid)) continue;
       bucket.idle.splice(i, 1);
-      bucket.busy++;
+      bucket.inUse.add(w);
       return w;
     }
     return undefined;
@@ -296,20 +301,19 @@ export class WorkerPool {
   #evictIdleOf(key: string): boolean {
     const w = this.#buckets.get(key)?.idle.shift();
     if (!w) return false;
-    this.#total--;
     void w.close();
     return true;
   }
 
   #capacityLimit(login: Login): PgbgError | undefined {
     const bucket = this.#buckets.get(login.key);
-    const forLogin = bucket ? bucket.idle.length + bucket.busy : 0;
+    const forLogin = bucket ? bucketSize(bucket) : 0;
     if (forLogin >= this.options.maxConnectionsPerLogin) {
       return errors.noCapacity(
         `All ${this.options.maxConnectionsPerLogin} worker connections for ${login.label} are busy (maxConnectionsPerLogin).`,
       );
     }
-    if (this.#total >= this.options.maxConnections) {
+    if (this.size >= this.options.maxConnections) {
       if (this.#evictIdleOfOtherLogin(login.key)) return undefined;
       return errors.noCapacity(`All ${this.options.maxConnections} pgbg worker connections are busy (maxConnections).`);
     }
@@ -318,19 +322,20 @@ export class WorkerPool {
 
   async #open(login: Login): Promise<WorkerConnection> {
     const bucket = this.#bucket(login.key);
-    bucket.busy++;
-    this.#total++;
+    const attempt = Symbol('connection attempt');
+    bucket.opening.add(attempt);
     try {
       const worker = await WorkerConnection.open({ config: login.config, logger: this.logger });
       if (login.roleOid !== undefined) await checkRole(worker, login);
       worker.poolKey = login.key;
       this.logger.debug({ worker: worker.pid, login: login.label }, 'worker connection opened');
+      bucket.inUse.add(worker);
       return worker;
     } catch (err) {
-      bucket.busy--;
-      this.#total--;
       this.#wake();
       throw err;
+    } finally {
+      bucket.opening.delete(attempt);
     }
   }
 
@@ -338,7 +343,6 @@ export class WorkerPool {
     for (const [k, b] of this.#buckets) {
       if (k === key || b.idle.length === 0) continue;
       const w = b.idle.shift()!;
-      this.#total--;
       void w.close();
       return true;
     }
@@ -346,8 +350,8 @@ export class WorkerPool {
   }
 
   #discard(worker: WorkerConnection, bucket: Bucket): void {
-    bucket.busy--;
-    this.#total--;
+    bucket.inUse.delete(worker);
+    bucket.resetting.delete(worker);
     void worker.close();
     this.#wake();
   }
@@ -359,7 +363,6 @@ export class WorkerPool {
       const keep: WorkerConnection[] = [];
       for (const w of bucket.idle) {
         if (!w.alive || now - w.lastUsed > this.options.idleTimeoutMs || now - w.createdAt > this.options.maxLifetimeMs) {
-          this.#total--;
           closed++;
           void w.close();
         } else keep.push(w);
@@ -373,7 +376,7 @@ export class WorkerPool {
   #bucket(key: string): Bucket {
     let b = this.#buckets.get(key);
     if (!b) {
-      b = { idle: [], busy: 0, resetting: new Set() };
+      b = { idle: [], inUse: new Set(), resetting: new Set(), opening: new Set() };
       this.#buckets.set(key, b);
     }
     return b;

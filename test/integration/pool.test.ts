@@ -425,7 +425,8 @@ describe('pool: exhaustion', () => {
     await assert.rejects(other.launch('SELECT 1'), noCapacity(/maxConnectionsPerLogin/));
     // Not by timing: the job it would have had to wait for is still running.
     assert.equal(fx.session.trackedJob(h1).job.ended, false);
-    assert.equal(fx.session.list().find((j) => j.pid === h1.pid)?.state, 'running');
+    // Its SQL goes out just after the launch answers; then it runs, held by the gate.
+    await until(() => fx.session.list().find((j) => j.pid === h1.pid)?.state === 'running', 'the first job running');
     await g.release();
     assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
     other.close();
@@ -457,6 +458,27 @@ describe('pool: exhaustion', () => {
     assert.deepEqual((await other.result(h2)).rows, [{ two: 2, pid: h1.pid }]);
     assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
     other.close();
+  });
+
+  test("a launch waiting for a worker is listed as 'starting' (pid 0); it is 'running' once its SQL is sent", async () => {
+    const fx = await fixture({ maxConnections: 1, acquireTimeoutMs: 60_000, whenExhausted: 'queue' });
+    const g = gate();
+    await g.hold(db.url);
+    const h1 = await fx.session.launch(Gate.waitSql);
+    // Right after the launch answers, the SQL is not yet written (it goes out in the next turn of the event loop).
+    assert.equal(fx.session.list().find((j) => j.pid === h1.pid)?.state, 'starting');
+    await until(() => fx.session.list().find((j) => j.pid === h1.pid)?.state === 'running', 'the first job running');
+    const p2 = fx.session.launch("SELECT 'second' AS s");
+    await until(() => fx.session.list().length === 2, 'the second launch listed');
+    const waiting = fx.session.list().find((j) => j.pid !== h1.pid);
+    assert.equal(waiting?.state, 'starting');
+    assert.equal(waiting?.pid, 0);
+    assert.equal(waiting?.sqlPreview, "SELECT 'second' AS s");
+    await g.release();
+    assert.deepEqual((await fx.session.result(h1)).rows, [{ one: 1 }]);
+    const h2 = await p2;
+    assert.deepEqual((await fx.session.result(h2)).rows, [{ s: 'second' }]);
+    assert.equal(fx.session.list().length, 0);
   });
 
   test("the server refusing connections (the role's CONNECTION LIMIT): 53000 naming max_connections", async () => {

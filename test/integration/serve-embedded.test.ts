@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { access, chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import os from 'node:os';
@@ -84,10 +84,31 @@ async function stopServe(s: Serving): Promise<{ code: number | null; output: str
   return { code, output: s.output() };
 }
 
+/**
+ * The first query the server prints is the README's (up to the data folder and
+ * port), and pasted into a shell it answers 42 — when psql is on the PATH (true
+ * then: its job is in the journal).
+ */
+async function pastedQueryAnswers(serving: Serving, data: string, port: number): Promise<boolean> {
+  let line: string | undefined;
+  for (let i = 0; i < 100 && !(line = /^ {2}(PGPASSWORD=.*)$/m.exec(serving.output())?.[1]); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(line, `the server printed a query to paste; got: ${serving.output()}`);
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+  const block = /```sh\n(PGPASSWORD=[^`]*?)\n```/.exec(readme)?.[1]?.replace(/ \\\n\s*/g, ' ');
+  assert.equal(block?.replace('.pgbg/pg.password', path.join(data, 'pg.password')).replaceAll('54329', String(port)), line);
+  if (spawnSync('sh', ['-c', 'command -v psql']).status !== 0) return false;
+  const r = spawnSync('sh', ['-c', line], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^\s*42$/m);
+  return true;
+}
+
 describe('pgbg serve --embedded', () => {
   let data: string;
   let port: number;
   let password: string;
+  /** Whether the first test ran the pasted query (one more job in the journal). */
+  let pasted = false;
   let serving: Serving | undefined;
 
   const client = async (database: string, fn: (c: pg.Client) => Promise<void>) => {
@@ -115,11 +136,12 @@ describe('pgbg serve --embedded', () => {
     serving = await startServe(data, port);
     assert.equal(serving.url, `postgresql://postgres@127.0.0.1:${port}/postgres`);
     password = (await readFile(path.join(data, 'pg.password'), 'utf8')).trim();
+    pasted = await pastedQueryAnswers(serving, data, port);
     await client('postgres', async (c) => {
-      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 42')) AS (x int)");
+      const r = await c.query("SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)");
       assert.deepEqual(r.rows, [{ x: 42 }]);
       await c.query('CREATE TABLE done (at timestamptz)');
-      await c.query("SELECT pg_background_detach(pg_background_launch('SELECT pg_sleep(1.5); INSERT INTO done VALUES (now())'))");
+      await c.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('SELECT pg_sleep(1.5); INSERT INTO done VALUES (now())') AS h OFFSET 0) s");
     });
     const stopped = await stopServe(serving);
     assert.equal(stopped.code, 0);
@@ -131,17 +153,17 @@ describe('pgbg serve --embedded', () => {
     await client('postgres', async (c) => {
       assert.equal((await c.query('SELECT count(*)::int AS n FROM done')).rows[0].n, 1, 'the job that ran during shutdown committed');
       const j = await c.query("SELECT state, role, sql_preview FROM pgbg_server.jobs ORDER BY launched_at");
-      assert.deepEqual(j.rows.map((r) => r.state), ['stopped', 'stopped']);
+      assert.deepEqual(j.rows.map((r) => r.state), pasted ? ['stopped', 'stopped', 'stopped'] : ['stopped', 'stopped']);
       assert.equal(j.rows[0].sql_preview, 'SELECT 42');
       assert.equal(j.rows[0].role, 'postgres');
       await c.query('CREATE DATABASE app');
     });
     await client('app', async (c) => {
       await c.query('CREATE EXTENSION pg_background');
-      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT current_database()::text')) AS (d text)");
+      const r = await c.query("SELECT * FROM pg_background_run_query('SELECT current_database()::text', col_def => 'd text') AS r(d text)");
       assert.deepEqual(r.rows, [{ d: 'app' }]);
       assert.equal((await c.query('SHOW pg_background.max_workers')).rows.length, 1);
-      await c.query("SELECT pg_background_detach(pg_background_launch('SELECT pg_sleep(30)'))");
+      await c.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('SELECT pg_sleep(30)') AS h OFFSET 0) s");
     });
     const stopped = await stopServe(serving);
     assert.equal(stopped.code, 0);
@@ -178,7 +200,7 @@ describe('pgbg serve --embedded', () => {
       assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);
     });
     await client('app', async (c) => {
-      const r = await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)");
+      const r = await c.query("SELECT * FROM pg_background_run_query('SELECT 7', col_def => 'x int') AS r(x int)");
       assert.deepEqual(r.rows, [{ x: 7 }]);
     });
     // The job above is activity; 300 ms of quiet later the server collects garbage (bounded wait).

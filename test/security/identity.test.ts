@@ -228,7 +228,7 @@ describe('security: a job never runs with more privileges than the code that lau
     // The script CREATE EXTENSION runs, and what the database server stores, hold no secret.
     const { extensionScript } = await import('../../src/install/extension.js');
     const script = await extensionScript({ host: '127.0.0.1', port: 1 });
-    assert.match(script, /grant_pg_background_privileges\(CURRENT_USER/, 'the creating role gets a secret made in the database');
+    assert.match(script, /pg_background_grant_privileges\(CURRENT_USER/, 'the creating role gets a secret made in the database');
     assert.equal(/[0-9a-f]{32,}|password\s*[= ]\s*'[0-9a-f]/i.exec(script)?.[0], undefined, 'no secret in the script');
     await withClient(urlFor(db.name, eve), async (c) => {
       await assert.rejects(c.query('SELECT * FROM pgbg_private.role_keys'), { code: '42501' });
