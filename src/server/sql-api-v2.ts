@@ -9,7 +9,7 @@ import type { Session } from '../engine/session.js';
 import type { TrackedJob } from '../engine/core.js';
 import type { Handle, HandleRef, JobSnapshot } from '../engine/types.js';
 import { waitAny, waitFor } from '../engine/waits.js';
-import { isColumnDefinitionList } from '../sql/classify.js';
+import { isColumnDefinitionList, loadClassifier } from '../sql/classify.js';
 import { cutBytes } from '../util/bytes.js';
 import type { Request } from './sql-api-requests.js';
 
@@ -199,6 +199,7 @@ async function run(req: V2Request & { op: 'run' }, caller: V2Caller): Promise<ob
 }
 
 async function runQuery(req: V2Request & { op: 'run_query' }, caller: V2Caller): Promise<object> {
+  await loadClassifier();
   if (req.col_def !== null && !isColumnDefinitionList(req.col_def)) {
     throw new PgbgError(SqlState.syntaxError, 'col_def must be a column definition list', {
       detail: 'pg_background_run_query takes the list as in "AS r(n int, t text)", nothing else.',
