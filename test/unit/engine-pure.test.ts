@@ -303,10 +303,16 @@ describe('DataRow messages (pure)', () => {
 
 describe('deadlines', () => {
   test('withDeadline: the value when it comes in time, the fallback when it does not', async () => {
-    assert.equal(await withDeadline(Promise.resolve(true), 1000, false), true);
-    const never = new Promise<boolean>(() => undefined);
-    assert.equal(await withDeadline(never, 30, false), false);
-    const late = new Promise<string>((resolve) => setTimeout(() => resolve('late'), 200));
-    assert.equal(await withDeadline(late, 20, 'fallback'), 'fallback');
+    // withDeadline's timer does not keep the process alive; with nothing else pending, this does.
+    const alive = setInterval(() => undefined, 1000);
+    try {
+      assert.equal(await withDeadline(Promise.resolve(true), 1000, false), true);
+      const never = new Promise<boolean>(() => undefined);
+      assert.equal(await withDeadline(never, 30, false), false);
+      const late = new Promise<string>((resolve) => setTimeout(() => resolve('late'), 200));
+      assert.equal(await withDeadline(late, 20, 'fallback'), 'fallback');
+    } finally {
+      clearInterval(alive);
+    }
   });
 });
