@@ -289,16 +289,10 @@ export class Engine implements EngineCore {
   }
 }
 
-/** The credentials of a connected node-postgres client. */
+/** The credentials of a connected node-postgres client (a password callback or .pgpass entry is resolved by then). */
 function launcherCredentials(client: pg.Client): pg.ClientConfig {
-  const p = (client as unknown as { connectionParameters: Record<string, unknown> }).connectionParameters;
-  const config: pg.ClientConfig = {
-    user: p.user as string,
-    database: p.database as string,
-    host: p.host as string,
-    port: p.port as number,
-  };
-  if (p.password !== undefined && p.password !== null) config.password = p.password as string;
+  const config: pg.ClientConfig = { user: client.user, database: client.database, host: client.host, port: client.port };
+  if (client.password !== undefined && client.password !== null) config.password = client.password;
   return config;
 }
 

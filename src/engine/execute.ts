@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import type { EngineCore, TrackedJob } from './core.js';
-import { errors, PgbgError, SqlState, WorkerError } from '../protocol/errors.js';
+import { errors, PgbgError, SqlState, WorkerError, type ServerMessageFields } from '../protocol/errors.js';
 import type { StatementPlan } from '../sql/classify.js';
 import { setupStatement } from '../sql/launch-context.js';
 import { ResultTracker } from './result-tracker.js';
@@ -64,7 +64,8 @@ function finishJob(tracked: TrackedJob, outcome: RunOutcome, prefixLength: numbe
     return;
   }
   const err = outcome.error;
-  if (err instanceof pg.DatabaseError && !(outcome.lost && isConnectionLevel(err))) {
+  // The server's error, or one the worker raised for the job (COPY): reported with every field.
+  if ((err instanceof pg.DatabaseError || err instanceof PgbgError) && !(outcome.lost && isConnectionLevel(err))) {
     const fields = { ...err, message: err.message };
     // Positions refer to the text the worker received; report them in the caller's SQL.
     if (fields.position && prefixLength > 0) fields.position = String(Math.max(1, Number(fields.position) - prefixLength));
@@ -74,7 +75,7 @@ function finishJob(tracked: TrackedJob, outcome: RunOutcome, prefixLength: numbe
   job.finish('error', errors.lostConnection(job.pid, err.message));
 }
 
-function isConnectionLevel(err: pg.DatabaseError): boolean {
+function isConnectionLevel(err: ServerMessageFields): boolean {
   return err.severity === 'FATAL' || err.severity === 'PANIC' || (err.code ?? '').startsWith('08');
 }
 

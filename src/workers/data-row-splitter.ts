@@ -5,26 +5,48 @@
 const DATA_ROW = 0x44; // 'D'
 const HEADER = 5;
 
-/** What happens to one backend message: handed over as a DataRow, passed on, or dropped. */
-export type Route = 'row' | 'pass' | 'drop';
+/** A backend message's header (type byte, then a length that counts itself), gathered across chunks. */
+export class MessageHeader {
+  readonly bytes = Buffer.alloc(HEADER);
+  #fill = 0;
 
-export const defaultRoute = (type: number): Route => (type === DATA_ROW ? 'row' : 'pass');
+  get empty(): boolean {
+    return this.#fill === 0;
+  }
 
-/**
- * Splits a byte stream of backend messages into DataRow messages and the rest,
- * in order. `route` decides each message's fate from its type byte, once its
- * header has arrived (by default: DataRows are handed over, the rest passes).
- */
+  get complete(): boolean {
+    return this.#fill === HEADER;
+  }
+
+  get type(): number {
+    return this.bytes[0]!;
+  }
+
+  get bodyLength(): number {
+    return this.bytes.readInt32BE(1) - 4;
+  }
+
+  /** Takes what is missing of the header from `chunk` at `pos`; returns the position after it. */
+  take(chunk: Buffer, pos: number): number {
+    const n = Math.min(HEADER - this.#fill, chunk.length - pos);
+    chunk.copy(this.bytes, this.#fill, pos, pos + n);
+    this.#fill += n;
+    return pos + n;
+  }
+
+  clear(): void {
+    this.#fill = 0;
+  }
+}
+
+/** Splits a byte stream of backend messages into DataRow messages and the rest, in order. */
 export class DataRowSplitter {
   constructor(
-    private readonly route: (type: number) => Route = defaultRoute,
     /** Makes the copy of a run of rows that `rows` gets (the chunk itself is not kept). */
     private readonly copyRun: (bytes: Buffer) => Buffer = (bytes) => Buffer.from(bytes),
   ) {}
 
-  readonly #header = Buffer.alloc(HEADER);
-  #drop = false;
-  #headerFill = 0;
+  readonly #header = new MessageHeader();
   /** Body bytes still to come for the current message. */
   #remaining = 0;
   #row: Buffer | undefined;
@@ -52,11 +74,11 @@ export class DataRowSplitter {
       runRows = 0;
     };
     while (pos < chunk.length) {
-      if (this.#headerFill === 0 && chunk[pos] === DATA_ROW && pos + HEADER <= chunk.length) {
+      if (this.#header.empty && chunk[pos] === DATA_ROW && pos + HEADER <= chunk.length) {
         const length = chunk.readInt32BE(pos + 1);
         const end = pos + 1 + length;
         // A DataRow is at least its length and a field count (6 bytes after the type).
-        if (length >= 6 && end <= chunk.length && this.route(DATA_ROW) === 'row') {
+        if (length >= 6 && end <= chunk.length) {
           if (runStart < 0) runStart = pos;
           runRows++;
           pos = end;
@@ -64,28 +86,21 @@ export class DataRowSplitter {
         }
       }
       endRun();
-      if (this.#headerFill < HEADER) {
-        const n = Math.min(HEADER - this.#headerFill, chunk.length - pos);
-        chunk.copy(this.#header, this.#headerFill, pos, pos + n);
-        this.#headerFill += n;
-        pos += n;
-        if (this.#headerFill < HEADER) break;
-        this.#remaining = this.#header.readInt32BE(1) - 4;
-        const route = this.route(this.#header[0]!);
-        this.#drop = route === 'drop';
-        if (route === 'row') {
+      if (!this.#header.complete) {
+        pos = this.#header.take(chunk, pos);
+        if (!this.#header.complete) break;
+        this.#remaining = this.#header.bodyLength;
+        if (this.#header.type === DATA_ROW) {
           this.#row = Buffer.allocUnsafe(HEADER + this.#remaining);
-          this.#header.copy(this.#row, 0);
+          this.#header.bytes.copy(this.#row, 0);
           this.#rowFill = HEADER;
-        } else if (route === 'pass') {
-          this.#pass.push(Buffer.from(this.#header));
+        } else {
+          this.#pass.push(Buffer.from(this.#header.bytes));
         }
       }
       const n = Math.min(this.#remaining, chunk.length - pos);
       if (n > 0) {
-        if (this.#drop) {
-          // not ours to pass on
-        } else if (this.#row) {
+        if (this.#row) {
           chunk.copy(this.#row, this.#rowFill, pos, pos + n);
           this.#rowFill += n;
         } else {
@@ -95,7 +110,7 @@ export class DataRowSplitter {
         this.#remaining -= n;
       }
       if (this.#remaining === 0) {
-        this.#headerFill = 0;
+        this.#header.clear();
         if (this.#row) {
           const message = this.#row;
           this.#row = undefined;

@@ -11,7 +11,7 @@
  *
  * A run keeps its slab alive: a job whose queue holds 64 kB of runs pins at
  * most that plus one partly used slab, so only results that have streamed
- * 64 kB use slabs (see RelaySocket); small results, which may wait unread for
+ * 64 kB use slabs (see RowRelay); small results, which may wait unread for
  * long, are copied exactly as before.
  */
 export const SLAB_BYTES = 64 * 1024;

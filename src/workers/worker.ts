@@ -1,31 +1,27 @@
 /**
  * A worker: one PostgreSQL connection owned by the engine, logged in as the
- * launcher's user. It runs one job at a time with the simple Query protocol,
- * relaying the result's messages to a ResultSink and the notices to the job,
- * and can stop reading its socket so the backend waits (backpressure).
+ * launcher's user. node-postgres does the login (authentication) through a
+ * LoginStream; from the first ReadyForQuery on, the worker alone reads and
+ * writes its socket (WorkerProtocol). It runs one job at a time with the
+ * simple Query protocol, relaying the result's messages to a ResultSink and
+ * the notices to the job, and can stop reading its socket so the backend
+ * waits (backpressure).
  */
+import { once } from 'node:events';
 import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import type { NoticeMessage } from 'pg-protocol/dist/messages.js';
 import type { Logger } from 'pino';
-import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
-import type { FieldInfo, Notice } from '../protocol/messages.js';
+import type { Notice } from '../protocol/messages.js';
+import { PgbgError, SqlState } from '../protocol/errors.js';
 import { PROGRESS_SQLSTATE, parseProgress } from '../protocol/progress.js';
-import { sendCancelRequest } from './cancel.js';
-import { RelaySocket } from './relay-socket.js';
+import { sendCancelRequest, type ServerAddress } from './cancel.js';
+import { LoginStream } from './login-stream.js';
+import { WorkerProtocol, type QueryResult, type ResultSink, type RunOutcome } from './worker-protocol.js';
+import { dial, splitTls, type Transport } from './worker-transport.js';
 import { withDeadline } from './with-deadline.js';
 
-/**
- * Where the messages of a job's query go, one by one, in the order the
- * backend sent them (the engine's ResultTracker decides which are the job's
- * result).
- */
-export interface ResultSink {
-  rowDescription(fields: FieldInfo[]): void;
-  /** One DataRow message, or a run of `count` of them. */
-  dataRow(run: RowRun, count?: number): void;
-  commandComplete(tag: string): void;
-  /** An empty query string. */
-  emptyQuery(): void;
-}
+export type { QueryResult, ResultSink, RunOutcome } from './worker-protocol.js';
 
 /** A job as its worker sees it (the engine's Job). */
 export interface WorkerJob {
@@ -37,99 +33,10 @@ export interface WorkerJob {
   addNotice(notice: Notice): void;
 }
 
-export interface RunOutcome {
-  /** The first error the server sent for this query, if any. */
-  error?: pg.DatabaseError | Error;
-  /** True when the connection died before ReadyForQuery. */
-  lost: boolean;
-  /** Transaction status from ReadyForQuery ('I' idle, 'T' in transaction, 'E' failed). */
-  txStatus?: string;
-}
-
-interface ProtocolMessage {
-  fields?: unknown[];
-  text?: string;
-}
-
-/** node-postgres runs any object with `submit` as a query; this one feeds a job. */
-class JobSubmission {
-  #error: pg.DatabaseError | Error | undefined;
-  #settled = false;
-
-  constructor(
-    private readonly text: string,
-    private readonly tracker: ResultSink,
-    private readonly settle: (outcome: RunOutcome) => void,
-    private readonly txStatus: () => string | undefined,
-    /** Given, the reset is sent in the same write as the job; called as it is. */
-    private readonly pipelineReset?: () => void,
-  ) {}
-
-  submit(connection: { query(text: string): void; stream: { cork(): void; uncork(): void } }): void {
-    if (!this.pipelineReset) {
-      connection.query(this.text);
-      return;
-    }
-    // One write, one wake-up of the backend, and no round trip for the reset: the
-    // backend runs it right after the job (releasing the job's session locks then).
-    connection.stream.cork();
-    this.pipelineReset();
-    connection.query(this.text);
-    connection.query(RESET_SQL);
-    connection.stream.uncork();
-  }
-  handleRowDescription(msg: { fields: FieldInfo[] }): void {
-    this.tracker.rowDescription(
-      msg.fields.map((f) => ({
-        name: f.name,
-        dataTypeID: f.dataTypeID,
-        dataTypeSize: f.dataTypeSize,
-        dataTypeModifier: f.dataTypeModifier,
-        tableID: f.tableID,
-        columnID: f.columnID,
-      })),
-    );
-  }
-  /** Only when the socket could not relay DataRows itself (TLS): re-encode what node-postgres decoded. */
-  handleDataRow(msg: ProtocolMessage): void {
-    this.tracker.dataRow(encodeDataRow(msg.fields as (string | null)[]));
-  }
-  handleCommandComplete(msg: ProtocolMessage): void {
-    this.tracker.commandComplete(msg.text ?? '');
-  }
-  handleEmptyQuery(): void {
-    this.tracker.emptyQuery();
-  }
-  handleError(err: pg.DatabaseError | Error): void {
-    this.#error ??= err;
-    // node-postgres drops the active query on an ErrorResponse, so ReadyForQuery never
-    // reaches us: settle now. Its own queue holds the next query until ReadyForQuery,
-    // and a failed simple query always leaves the session idle ('I').
-    const fatal = !(err instanceof pg.DatabaseError) || err.severity === 'FATAL' || err.severity === 'PANIC';
-    this.#finish(fatal ? { error: this.#error, lost: true } : { error: this.#error, lost: false, txStatus: 'I' });
-  }
-  handleReadyForQuery(): void {
-    const txStatus = this.txStatus();
-    this.#finish(this.#error ? { error: this.#error, lost: false, txStatus } : { lost: false, txStatus });
-  }
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {
-    // COPY is refused before a job runs; if one slips through (inside a function), fail it.
-    this.#error ??= new Error('COPY protocol not allowed in pg_background');
-  }
-  handleCopyData(): void {}
-  #finish(outcome: RunOutcome): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.settle(outcome);
-  }
-}
-
-/** Between jobs: temp tables, settings, prepared statements, advisory locks, LISTEN, role. */
-export const RESET_SQL = 'DISCARD ALL';
-
 /** A reset takes a millisecond; one that has not answered in this long never will. */
 const RESET_TIMEOUT_MS = 10_000;
+/** How long close() waits for the server to close the connection after Terminate. */
+const CLOSE_TIMEOUT_MS = 5_000;
 
 export interface WorkerOptions {
   config: pg.ClientConfig;
@@ -144,116 +51,128 @@ export class WorkerConnection {
   poolKey = '';
   /** A CancelRequest was sent: it may land late, so this connection is never reused. */
   cancelSent = false;
-  #alive = true;
+  #closing = false;
   #job: WorkerJob | undefined;
   #paused = false;
-  #reset: Promise<boolean> | undefined;
 
   private constructor(
-    private readonly client: pg.Client,
+    private readonly transport: Transport,
+    private readonly protocol: WorkerProtocol,
+    private readonly address: ServerAddress,
     private readonly logger: Logger,
-    private readonly relay: RelaySocket | undefined,
   ) {
-    client.on('notice', (msg) => this.#onNotice(msg));
-    client.on('error', (err) => {
-      this.#alive = false;
-      this.logger.debug({ worker: this.pid, err: err.message }, 'worker connection error');
-    });
-    client.on('end', () => {
-      this.#alive = false;
-    });
+    transport.socket.on('error', (err) => this.logger.debug({ worker: this.pid, err: err.message }, 'worker connection error'));
   }
 
   static async open(options: WorkerOptions): Promise<WorkerConnection> {
-    // Over TLS our socket only sees ciphertext, so DataRows then take node-postgres' path.
-    const relay = options.config.ssl ? undefined : new RelaySocket();
-    const client = new pg.Client({ ...options.config, application_name: 'pgbg worker', ...(relay ? { stream: () => relay } : {}) });
-    await client.connect();
-    return new WorkerConnection(client, options.logger, relay);
+    const { client: config, tls } = splitTls(options.config);
+    let wired: { transport: Transport; protocol: WorkerProtocol } | undefined;
+    const login: LoginStream = new LoginStream(async (target) => {
+      const transport = await dial(target, tls);
+      const { socket, relay } = transport;
+      const protocol = new WorkerProtocol({ write: (bytes) => socket.write(bytes), destroy: () => socket.destroy() });
+      relay.messageSink = (bytes) => {
+        protocol.receive(bytes);
+        login.deliver(bytes);
+      };
+      socket.on('error', (err) => protocol.closed(err));
+      socket.on('close', () => {
+        relay.stop();
+        protocol.closed();
+      });
+      wired = { transport, protocol };
+      return transport;
+    });
+    const client = new pg.Client({ ...config, application_name: 'pgbg worker', stream: () => login });
+    // The client is done with once logged in; a close it hears about late must not throw.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      if (wired?.protocol.state !== 'idle') throw new PgbgError(SqlState.internalError, 'worker login ended without ReadyForQuery');
+    } catch (err) {
+      login.destroy();
+      wired?.transport.socket.destroy();
+      throw err;
+    }
+    const { transport, protocol } = wired;
+    transport.relay.messageSink = (bytes) => protocol.receive(bytes);
+    return new WorkerConnection(transport, protocol, { host: client.host, port: client.port }, options.logger);
   }
 
   get pid(): number {
-    return (this.client as unknown as { processID: number }).processID;
+    return this.protocol.pid;
   }
 
   get alive(): boolean {
-    return this.#alive;
+    return !this.#closing && this.protocol.state !== 'broken';
   }
 
   /** Runs `text` for `job`; resolves at ReadyForQuery or when the connection is lost. */
-  run(job: WorkerJob, text: string, tracker: ResultSink): Promise<RunOutcome> {
+  async run(job: WorkerJob, text: string, tracker: ResultSink): Promise<RunOutcome> {
     this.#job = job;
     this.jobsRun++;
     job.onFull = () => this.#pause();
     job.onDrain = () => this.#resume();
-    if (this.relay) this.relay.rowSink = (run, count) => tracker.dataRow(run, count);
-    return new Promise<RunOutcome>((resolve) => {
-      const relay = this.relay;
-      const pipelineReset = relay ? () => (this.#reset = relay.pipelineReset()) : undefined;
-      const submission = new JobSubmission(text, tracker, resolve, () => this.#txStatus(), pipelineReset);
-      void this.client.query(submission as unknown as pg.QueryConfig);
-    }).finally(() => {
+    this.transport.relay.rowSink = (run, count) => tracker.dataRow(run, count);
+    try {
+      return await this.protocol.run(text, tracker, (msg) => this.#onNotice(msg));
+    } finally {
       job.onFull = () => undefined;
       job.onDrain = () => undefined;
-      if (this.relay) this.relay.rowSink = undefined;
+      this.transport.relay.rowSink = undefined;
       this.#resume();
       this.#job = undefined;
-    });
+    }
   }
 
-  /** Runs engine SQL (setup, reset) on this connection. */
-  query(text: string): Promise<pg.QueryResult> {
-    return this.client.query(text);
+  /** Runs engine SQL (setup, checks) on this connection. */
+  query(text: string): Promise<QueryResult> {
+    return this.protocol.query(text);
   }
 
   /**
    * Resets the session for the next job: awaits the reset that went out with
    * the last job, or runs one now. Resolves false when the reset failed.
    */
-  async reset(): Promise<boolean> {
-    const pipelined = this.#reset;
-    this.#reset = undefined;
-    const done = pipelined ?? this.client.query(RESET_SQL).then(() => true, () => false);
-    // Bounded: a backend that swallowed the reset (say, a COPY the parser could not see,
-    // which then read our Query as bad COPY data) must not hold its connection forever.
-    return withDeadline(done, RESET_TIMEOUT_MS, false);
+  reset(): Promise<boolean> {
+    // Bounded: a backend that swallowed the reset must not hold its connection forever.
+    return withDeadline(this.protocol.reset(), RESET_TIMEOUT_MS, false);
   }
 
   async cancel(): Promise<void> {
     this.cancelSent = true;
-    const client = this.client as unknown as { processID: number; secretKey: number; host: string; port: number };
-    await sendCancelRequest({ host: client.host, port: client.port }, client.processID, client.secretKey);
+    await sendCancelRequest(this.address, this.protocol.pid, this.protocol.secretKey);
   }
 
   /** Closes the connection; the backend ends (anything uncommitted rolls back). */
   async close(): Promise<void> {
-    if (!this.#alive) return;
-    this.#alive = false;
-    await this.client.end().catch(() => undefined);
-  }
-
-  #txStatus(): string | undefined {
-    return (this.client as unknown as { _txStatus?: string })._txStatus;
-  }
-
-  #socket(): { pause(): void; resume(): void } {
-    return (this.client as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
+    if (this.#closing) return;
+    this.#closing = true;
+    const { socket } = this.transport;
+    if (socket.destroyed) return;
+    const closed = once(socket, 'close').then(
+      () => undefined,
+      () => undefined,
+    );
+    socket.end(serialize.end());
+    await withDeadline(closed, CLOSE_TIMEOUT_MS, undefined);
+    socket.destroy();
   }
 
   #pause(): void {
     if (this.#paused) return;
     this.#paused = true;
-    this.#socket().pause();
+    this.transport.relay.hold();
     this.logger.debug({ worker: this.pid }, 'queue full: worker paused');
   }
 
   #resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    this.#socket().resume();
+    this.transport.relay.release();
   }
 
-  #onNotice(msg: Partial<pg.DatabaseError>): void {
+  #onNotice(msg: NoticeMessage): void {
     const job = this.#job;
     if (!job) return;
     if (msg.code === PROGRESS_SQLSTATE) {

@@ -1,4 +1,3 @@
-import { RelaySocket } from '../../src/workers/relay-socket.js';
 import { DataRowSplitter } from '../../src/workers/data-row-splitter.js';
 import { decodeDataRow, encodeDataRow, splitRowRun } from '../../src/protocol/data-row.js';
 import { describe, test } from 'node:test';
@@ -300,65 +299,20 @@ describe('DataRow messages (pure)', () => {
     assert.equal(runs.reduce((n, r) => n + r.count, 0), 51);
     assert.deepEqual(Buffer.concat(passed), notice);
   });
-
-  const message = (type: string, body: Buffer | string) => {
-    const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
-    const header = Buffer.alloc(5);
-    header.write(type, 0, 'latin1');
-    header.writeInt32BE(b.length + 4, 1);
-    return Buffer.concat([header, b]);
-  };
-  const commandComplete = (tag: string) => message('C', `${tag}\0`);
-  const ready = message('Z', 'I');
-  const errorResponse = message('E', 'SERROR\0C57014\0Mcanceling statement\0\0');
-
-  /** What node-postgres would read from a RelaySocket fed `stream` in chunks of `cut` bytes. */
-  async function relayed(stream: Buffer, cut: number, pipelined: boolean): Promise<{ seen: Buffer; reset?: boolean }> {
-    const socket = new RelaySocket();
-    const seen: Buffer[] = [];
-    socket.on('data', (b: Buffer) => seen.push(b));
-    const reset = pipelined ? socket.pipelineReset() : undefined;
-    for (let i = 0; i < stream.length; i += cut) socket.receive(stream.subarray(i, i + cut));
-    const outcome = reset ? await Promise.race([reset, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 50))]) : undefined;
-    socket.destroy();
-    assert.notEqual(outcome, 'pending', 'the reset settled');
-    return { seen: Buffer.concat(seen), ...(outcome === undefined ? {} : { reset: outcome as boolean }) };
-  }
-
-  test('a pipelined reset: its replies never reach node-postgres, and its outcome is reported', async () => {
-    const job = Buffer.concat([commandComplete('INSERT 0 1'), ready]);
-    let cases = 0;
-    for (const cut of [1, 2, 3, 5, 7, 64]) {
-      const ok = await relayed(Buffer.concat([job, commandComplete('DISCARD ALL'), ready]), cut, true);
-      assert.deepEqual(ok, { seen: job, reset: true }, `cut ${cut}`);
-      const failed = await relayed(Buffer.concat([job, errorResponse, ready]), cut, true);
-      assert.deepEqual(failed, { seen: job, reset: false }, `cut ${cut}`);
-      // A job that failed: its error passes, the reset after it still runs.
-      const jobError = Buffer.concat([errorResponse, ready]);
-      assert.deepEqual(await relayed(Buffer.concat([jobError, commandComplete('DISCARD ALL'), ready]), cut, true), { seen: jobError, reset: true });
-      // Without a pipelined reset everything passes.
-      const all = Buffer.concat([job, commandComplete('DISCARD ALL'), ready]);
-      assert.deepEqual(await relayed(all, cut, false), { seen: all });
-      cases += 4;
-    }
-    console.log(`pipelined reset: ${cases} streams checked`);
-  });
-
-  test('a pipelined reset is reported failed when the connection ends first', async () => {
-    const socket = new RelaySocket();
-    const reset = socket.pipelineReset();
-    socket.receive(Buffer.concat([commandComplete('INSERT 0 1'), ready]));
-    socket.destroy();
-    assert.equal(await reset, false);
-  });
 });
 
 describe('deadlines', () => {
   test('withDeadline: the value when it comes in time, the fallback when it does not', async () => {
-    assert.equal(await withDeadline(Promise.resolve(true), 1000, false), true);
-    const never = new Promise<boolean>(() => undefined);
-    assert.equal(await withDeadline(never, 30, false), false);
-    const late = new Promise<string>((resolve) => setTimeout(() => resolve('late'), 200));
-    assert.equal(await withDeadline(late, 20, 'fallback'), 'fallback');
+    // withDeadline's timer does not keep the process alive; with nothing else pending, this does.
+    const alive = setInterval(() => undefined, 1000);
+    try {
+      assert.equal(await withDeadline(Promise.resolve(true), 1000, false), true);
+      const never = new Promise<boolean>(() => undefined);
+      assert.equal(await withDeadline(never, 30, false), false);
+      const late = new Promise<string>((resolve) => setTimeout(() => resolve('late'), 200));
+      assert.equal(await withDeadline(late, 20, 'fallback'), 'fallback');
+    } finally {
+      clearInterval(alive);
+    }
   });
 });
