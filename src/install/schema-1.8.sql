@@ -19,9 +19,10 @@ CREATE OR REPLACE FUNCTION pgbg_private.ask(body jsonb)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
   answer pg_catalog.jsonb;
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = "public".dblink_error_message(r[1]);
@@ -29,6 +30,25 @@ BEGIN
   SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -37,9 +57,29 @@ CREATE OR REPLACE FUNCTION pgbg_private.call(body jsonb)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   PERFORM "public".dblink_exec(r[1], r[2]);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -147,11 +187,31 @@ CREATE OR REPLACE FUNCTION pgbg_private.launch(op text, sql text, queue_size int
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  r pg_catalog.text[];
   h "public".pg_background_handle;
 BEGIN
+  r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
   SELECT t.pid, t.cookie INTO h FROM "public".dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   RETURN h;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -215,9 +275,33 @@ DECLARE
 BEGIN
   FOR n IN SELECT * FROM "public".dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
     IF n.severity = 'WARNING' THEN
-      RAISE WARNING '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
-      RAISE NOTICE '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message;
+    END IF;
+  END IF;
+    ELSE
+        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message;
+    END IF;
+  END IF;
     END IF;
   END LOOP;
 END $function$;
@@ -463,11 +547,31 @@ CREATE OR REPLACE FUNCTION public.pg_background_get_progress_v2(pid integer, coo
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
   p "public".pg_background_progress;
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
   SELECT * INTO p FROM "public".dblink(r[1], r[2]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
   RETURN p;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -488,11 +592,31 @@ CREATE OR REPLACE FUNCTION public.pg_background_list_v2()
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
   RETURN QUERY SELECT * FROM "public".dblink(r[1], r[2])
     AS t(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, user_id pg_catalog.oid, queue_size pg_catalog.int4,
          state pg_catalog.text, sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -515,8 +639,9 @@ CREATE OR REPLACE FUNCTION public.pg_background_result(pid integer)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, NULL);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -525,11 +650,51 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -538,8 +703,9 @@ CREATE OR REPLACE FUNCTION public.pg_background_result_v2(pid integer, cookie bi
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -548,11 +714,51 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -561,13 +767,33 @@ CREATE OR REPLACE FUNCTION public.pg_background_stats_v2()
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[];
   s "public".pg_background_stats;
 BEGIN
+  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
   SELECT * INTO s FROM "public".dblink(r[1], r[2])
     AS t(workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8, workers_canceled pg_catalog.int8,
          workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
   RETURN s;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -592,10 +818,11 @@ CREATE OR REPLACE FUNCTION public.pg_background_wait_v2_timeout(pid integer, coo
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
-    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
+  r pg_catalog.text[];
   finished pg_catalog.bool;
 BEGIN
+  r := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
+    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
   IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = "public".dblink_error_message(r[1]);
@@ -604,6 +831,25 @@ BEGIN
   SELECT t.finished INTO finished FROM "public".dblink_get_result(r[1]) AS t(finished pg_catalog.bool);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN finished;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 

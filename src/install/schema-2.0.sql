@@ -67,9 +67,10 @@ CREATE OR REPLACE FUNCTION pgbg_private.ask(body jsonb)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
   answer pg_catalog.jsonb;
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = "public".dblink_error_message(r[1]);
@@ -77,6 +78,25 @@ BEGIN
   SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -91,9 +111,29 @@ CREATE OR REPLACE FUNCTION pgbg_private.call(body jsonb)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   PERFORM "public".dblink_exec(r[1], r[2]);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -219,11 +259,31 @@ CREATE OR REPLACE FUNCTION pgbg_private.launch(op text, sql text, queue_size int
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  r pg_catalog.text[];
   h "public".pg_background_handle;
 BEGIN
+  r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
   SELECT t.pid, t.cookie INTO h FROM "public".dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   RETURN h;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -310,9 +370,33 @@ DECLARE
 BEGIN
   FOR n IN SELECT * FROM "public".dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
     IF n.severity = 'WARNING' THEN
-      RAISE WARNING '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
-      RAISE NOTICE '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message;
+    END IF;
+  END IF;
+    ELSE
+        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message;
+    END IF;
+  END IF;
     END IF;
   END LOOP;
 END $function$;
@@ -819,8 +903,9 @@ CREATE OR REPLACE FUNCTION public.pg_background_result(pid integer, cookie bigin
  STRICT
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -829,11 +914,51 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -862,8 +987,9 @@ CREATE OR REPLACE FUNCTION public.pg_background_result_v2(pid integer, cookie bi
  STRICT
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -872,11 +998,51 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
 END $function$;
 -- comment: DEPRECATED in 2.0: use pg_background_result. Removed in 3.0.
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}

@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PgbgError, SqlState } from '../protocol/errors.js';
 import { CARRIED_SETTINGS } from '../sql/carried-settings.js';
+import { RERAISE_SQL, raiseWithPresentFields } from './reraise.js';
 
 /** The pg_background SQL surfaces pgbg serves. */
 export const API_VERSIONS = ['1.8', '2.0'] as const;
@@ -103,7 +104,16 @@ export async function apiScript(options: ScriptOptions): Promise<string> {
     .replaceAll('@grant_helper@', GRANT_HELPER[options.version])
     .replaceAll('@api_version@', options.version)
     .replaceAll('@carried_names@', names)
-    .replaceAll('@carried_values@', values);
+    .replaceAll('@carried_values@', values)
+    .replaceAll('@reraise@', RERAISE_SQL)
+    .replaceAll('@raise_notice@', raiseNotice('NOTICE'))
+    .replaceAll('@raise_warning@', raiseNotice('WARNING'));
+}
+
+/** A worker's notice raised in the caller: its message, and its detail and hint where it has them. */
+function raiseNotice(level: 'NOTICE' | 'WARNING'): string {
+  return raiseWithPresentFields(level, [{ option: 'MESSAGE', value: 'n.message' }],
+    [[{ option: 'DETAIL', value: 'n.detail' }], [{ option: 'HINT', value: 'n.hint' }]]);
 }
 
 /**

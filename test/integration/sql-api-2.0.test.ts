@@ -123,6 +123,10 @@ describe('SQL API 2.0', () => {
 
   test('the handle checks: not tracked 42704, wrong cookie 55000, submitted 0A000 with 2.0\'s wording', async () => {
     await assert.rejects(c.query('SELECT pg_background_detach(1, 1)'), { code: '42704', message: 'PID 1 is not attached to this session' });
+    // As the C extension raises them: no dblink CONTEXT, connection name or wrapper SQL.
+    for (const call of ['SELECT pg_background_wait(1, 1)', 'SELECT * FROM pg_background_result(1, 1) AS (x int)', 'SELECT pg_background_cancel(1, 1)']) {
+      await assert.rejects(c.query(call), (err: pg.DatabaseError) => err.code === '42704' && !/dblink|pgbg_\d|SQL statement/.test(err.where ?? ''));
+    }
     const h = await handleOf(c, "pg_background_submit('SELECT 1')");
     await assert.rejects(c.query('SELECT pg_background_detach($1, 12345)', [h.pid]), { code: '55000' });
     await assert.rejects(c.query('SELECT * FROM pg_background_result($1, $2) AS (x int)', [h.pid, h.cookie]), {

@@ -95,6 +95,37 @@ describe('SQL API wrappers', () => {
     await assert.rejects(caller.query("SELECT pg_background_launch('COMMIT')"), { code: '0A000' });
   });
 
+  test('errors look as the C extension\'s: SQLSTATE, message, detail and hint, no dblink CONTEXT or wrapper SQL', async () => {
+    const clean = (sql: string, params: unknown[], code: string, fields: { detail?: string; hint?: string } = {}) =>
+      assert.rejects(caller.query(sql, params), (err: pg.DatabaseError) => {
+        assert.equal(err.code, code, err.message);
+        assert.equal(err.detail, fields.detail);
+        assert.equal(err.hint, fields.hint);
+        // What is left is the line of the wrapper the caller called (PL/pgSQL adds it to any RAISE).
+        assert.doesNotMatch(err.where ?? '', /dblink|pgbg_\d|SQL statement/, err.where);
+        return true;
+      });
+    const failing = "DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '22023', DETAIL = 'the detail', HINT = 'the hint'; END $$";
+    // Through each way a wrapper reaches the server: a result, a command (detach), a row answer, a launch.
+    await clean('SELECT * FROM pg_background_result(pg_background_launch($1)) AS (x text)', [failing], '22023', { detail: 'the detail', hint: 'the hint' });
+    const h = (await caller.query('SELECT * FROM pg_background_launch_v2($1)', [failing])).rows[0];
+    await clean('SELECT * FROM pg_background_result_v2($1, $2) AS (x text)', [h.pid, h.cookie], '22023', { detail: 'the detail', hint: 'the hint' });
+    const ok = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
+    await clean('SELECT pg_background_detach_v2($1, $2)', [ok.pid, String(BigInt(ok.cookie) + 1n)], '55000', { hint: 'The worker may have been restarted or the handle is stale.' });
+    await caller.query('SELECT pg_background_detach_v2($1, $2)', [ok.pid, ok.cookie]);
+    await clean('SELECT pg_background_wait_v2_timeout($1, $2, 10)', [999999, 1], '42704');
+    await clean("SELECT pg_background_launch('SELECT 1', 1)", [], '22023');
+    // A wait given up by statement_timeout.
+    const slow = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT pg_sleep(2)')")).rows[0];
+    await caller.query("SET statement_timeout = '200ms'");
+    try {
+      await clean('SELECT * FROM pg_background_result_v2($1, $2) AS (x text)', [slow.pid, slow.cookie], '57014');
+    } finally {
+      await caller.query('RESET statement_timeout');
+    }
+    await caller.query('SELECT pg_background_detach_v2($1, $2)', [slow.pid, slow.cookie]);
+  });
+
   test('cancel_v2: nothing of the job commits', async () => {
     const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''c''); SELECT pg_sleep(30)')")).rows[0];
     await caller.query('SELECT pg_background_cancel_v2_grace($1, $2, 2000)', [h.pid, h.cookie]);
@@ -357,7 +388,8 @@ describe('SQL API wrappers', () => {
       const r = await caller.query('SELECT * FROM pg_background_result(pg_background_launch($1)) AS (tag text)', [sql]);
       assert.deepEqual(r.rows, [{ tag: 'DO' }]);
       assert.ok(seen.some((n) => n.message === 'from the worker' && n.detail === 'd1' && n.severity === 'NOTICE'));
-      assert.ok(seen.some((n) => n.message === 'careful' && n.severity === 'WARNING'));
+      // No empty DETAIL or HINT where the worker's notice had none (psql would print `DETAIL:` alone).
+      assert.ok(seen.some((n) => n.message === 'careful' && n.severity === 'WARNING' && n.detail === undefined));
     } finally {
       caller.off('notice', onNotice);
     }

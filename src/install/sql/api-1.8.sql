@@ -23,8 +23,9 @@ LANGUAGE sql AS $$ SELECT (pgbg_private.launch('launch', sql, queue_size)).pid $
 CREATE OR REPLACE FUNCTION @schema@.pg_background_result_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS SETOF record
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -33,17 +34,24 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    @reraise@
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    @reraise@
 END $$;
 CREATE OR REPLACE FUNCTION @schema@.pg_background_result(pid pg_catalog.int4) RETURNS SETOF record
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, NULL);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -52,11 +60,17 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    @reraise@
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    @reraise@
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.pg_background_detach(pid pg_catalog.int4) RETURNS void
@@ -70,7 +84,7 @@ LANGUAGE sql AS $$
   SELECT pgbg_private.call(pgbg_private.handle_json('cancel', pid, cookie) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('grace_ms', grace_ms))
 $$;
 
--- Waiting re-raises the worker's error (the server does) and its notices (here), which a later result does not repeat.
+-- Waiting raises the job's notices (here), which a later result does not repeat; its error comes with the result.
 CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -82,10 +96,11 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.pg_background_wait_v2_timeout(pid pg_catalog.int4, cookie pg_catalog.int8, timeout_ms pg_catalog.int4) RETURNS pg_catalog.bool
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
-    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
+  r pg_catalog.text[];
   finished pg_catalog.bool;
 BEGIN
+  r := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
+    OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
   IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = @dblink@.dblink_error_message(r[1]);
@@ -94,29 +109,37 @@ BEGIN
   SELECT t.finished INTO finished FROM @dblink@.dblink_get_result(r[1]) AS t(finished pg_catalog.bool);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN finished;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 -- The server lists only the workers whose owner role the caller has the privileges of.
 CREATE OR REPLACE FUNCTION @schema@.pg_background_list_v2() RETURNS SETOF record
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
   RETURN QUERY SELECT * FROM @dblink@.dblink(r[1], r[2])
     AS t(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, user_id pg_catalog.oid, queue_size pg_catalog.int4,
          state pg_catalog.text, sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.pg_background_stats_v2() RETURNS @schema@.pg_background_stats
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  r pg_catalog.text[];
   s @schema@.pg_background_stats;
 BEGIN
+  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
   SELECT * INTO s FROM @dblink@.dblink(r[1], r[2])
     AS t(workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8, workers_canceled pg_catalog.int8,
          workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
   RETURN s;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 -- Called by the worker's SQL. The notice carries the report to the pgbg engine, which keeps the
@@ -134,11 +157,14 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.pg_background_get_progress_v2(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS @schema@.pg_background_progress
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
   p @schema@.pg_background_progress;
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
   SELECT * INTO p FROM @dblink@.dblink(r[1], r[2]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
   RETURN p;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.pg_background_drop_executor_role() RETURNS void

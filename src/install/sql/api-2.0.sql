@@ -77,8 +77,9 @@ LANGUAGE sql AS $$ SELECT pgbg_private.launch_labelled('submit', sql, queue_size
 CREATE OR REPLACE FUNCTION @schema@.pg_background_result(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS SETOF record
 LANGUAGE plpgsql STRICT AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -87,11 +88,17 @@ BEGIN
   END IF;
 EXCEPTION
   WHEN datatype_mismatch THEN
-    PERFORM pgbg_private.settle(r[1]);
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
     RAISE EXCEPTION 'remote query result rowtype does not match the specified FROM clause rowtype' USING ERRCODE = 'datatype_mismatch';
+  WHEN query_canceled THEN
+    @reraise@
   WHEN OTHERS THEN
-    PERFORM pgbg_private.settle(r[1]);
-    RAISE;
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.settle(r[1]);
+    END IF;
+    @reraise@
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.pg_background_detach(pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS void

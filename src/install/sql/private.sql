@@ -209,9 +209,12 @@ $$;
 CREATE FUNCTION pgbg_private.call(body pg_catalog.jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   PERFORM @dblink@.dblink_exec(r[1], r[2]);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 -- A launch request: the SQL, its queue size and label, and what the worker takes from its caller.
@@ -229,9 +232,10 @@ $$;
 CREATE FUNCTION pgbg_private.ask(body pg_catalog.jsonb) RETURNS pg_catalog.jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(body::pg_catalog.text);
+  r pg_catalog.text[];
   answer pg_catalog.jsonb;
 BEGIN
+  r := pgbg_private.request(body::pg_catalog.text);
   IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
     RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
       DETAIL = @dblink@.dblink_error_message(r[1]);
@@ -239,16 +243,21 @@ BEGIN
   SELECT t.answer INTO answer FROM @dblink@.dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4, label pg_catalog.text DEFAULT NULL) RETURNS @schema@.pg_background_handle
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  r pg_catalog.text[];
   h @schema@.pg_background_handle;
 BEGIN
+  r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
   SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   RETURN h;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  @reraise@
 END $$;
 
 -- Worker notices reach the caller: dblink does not pass remote notices on, so the wrappers
@@ -261,9 +270,9 @@ DECLARE
 BEGIN
   FOR n IN SELECT * FROM @dblink@.dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
     IF n.severity = 'WARNING' THEN
-      RAISE WARNING '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+      @raise_warning@
     ELSE
-      RAISE NOTICE '%', n.message USING DETAIL = COALESCE(n.detail, ''), HINT = COALESCE(n.hint, '');
+      @raise_notice@
     END IF;
   END LOOP;
 END $$;
