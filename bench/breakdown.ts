@@ -1,6 +1,6 @@
 /**
  * Where a SQL API launch's time goes, seen from the caller: the same caller
- * connection runs, back to back, pieces of what pg_background_launch_v2 does.
+ * connection runs, back to back, pieces of what pg_background_launch does.
  * Each probe is optional: one that fails (an internal function renamed) is
  * reported as missing rather than stopping the run.
  */
@@ -25,8 +25,8 @@ export interface ProbeFigure {
 export const PROBES: readonly Probe[] = [
   { id: 'select1', label: 'SELECT 1 (the floor)', sql: 'SELECT 1' },
   { id: 'caller-settings', label: "wrapper step: capture the caller's settings", sql: 'SELECT pgbg_private.caller_settings()' },
-  { id: 'stats', label: 'one request to pgbg over dblink, no worker (stats_v2)', sql: 'SELECT * FROM pg_background_stats_v2()' },
-  { id: 'launch', label: 'launch_v2 (detached after, untimed)', sql: "SELECT * FROM pg_background_launch_v2('SELECT 1')" },
+  { id: 'stats', label: 'one request to pgbg over dblink, no worker (stats)', sql: 'SELECT * FROM pg_background_stats()' },
+  { id: 'launch', label: 'launch (detached after, untimed)', sql: "SELECT * FROM pg_background_launch('SELECT 1')" },
 ];
 
 export async function runProbes(client: pg.Client, jobs: number): Promise<ProbeFigure[]> {
@@ -39,7 +39,7 @@ export async function runProbes(client: pg.Client, jobs: number): Promise<ProbeF
         const r = await client.query<{ pid?: number; cookie?: string }>(probe.sql);
         ms.push(nowMs() - t0);
         const h = r.rows[0];
-        if (probe.id === 'launch' && h?.pid !== undefined) await client.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+        if (probe.id === 'launch' && h?.pid !== undefined) await client.query('SELECT pg_background_detach($1, $2)', [h.pid, h.cookie]);
       }
       figures.push({ id: probe.id, label: probe.label, p50Ms: percentile(ms, 50), p99Ms: percentile(ms, 99) });
     } catch (err) {

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { withProbeServer } from './probe-server.js';
+import { resultOfLaunch } from './util.js';
 import { cpuMsOf } from './server.js';
 
 interface Piece {
@@ -27,9 +28,9 @@ const PIECES: readonly Piece[] = [
     body: `x := pgbg_private.conn(); PERFORM dblink_send_query(x, ${ROUND_TRIP}); PERFORM * FROM dblink_get_result(x) AS t(y text); PERFORM * FROM dblink_get_result(x) AS t(y text)`,
     calls: 5_000,
   },
-  { label: 'submit_v2 + detach_v2 of SELECT 1', body: "PERFORM pg_background_detach_v2(s.pid, s.cookie) FROM pg_background_submit_v2('SELECT 1') s", calls: 2_000 },
-  { label: 'launch_v2 + detach_v2 of SELECT 1', body: "PERFORM pg_background_detach_v2(s.pid, s.cookie) FROM pg_background_launch_v2('SELECT 1') s", calls: 2_000 },
-  { label: 'launch + result of SELECT 1', body: "PERFORM * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (y int)", calls: 2_000 },
+  { label: 'submit + detach of SELECT 1', body: "PERFORM pg_background_detach(s.pid, s.cookie) FROM pg_background_submit('SELECT 1') s", calls: 2_000 },
+  { label: 'launch + detach of SELECT 1', body: "PERFORM pg_background_detach(s.pid, s.cookie) FROM pg_background_launch('SELECT 1') s", calls: 2_000 },
+  { label: 'launch + result of SELECT 1', body: `PERFORM * FROM ${resultOfLaunch("'SELECT 1'", 'r(y int)')}`, calls: 2_000 },
 ];
 
 async function main(): Promise<void> {

@@ -14,14 +14,14 @@
 import { withProbeServer } from './probe-server.js';
 import { countersOf } from './server.js';
 import { spread } from './stats.js';
-import { sleep } from './util.js';
+import { resultOfLaunch, sleep } from './util.js';
 
 const ROWS = 1_000_000;
 const MAX_QUERIES = 50;
 const MAX_PAUSE_MS = 60_000;
 
 function countedSql(rows: number): string {
-  return `SELECT count(*) AS n FROM pg_background_result(pg_background_launch('SELECT g, md5(g::text) FROM generate_series(1, ${rows}) g')) AS (i int, m text)`;
+  return `SELECT count(*) AS n FROM ${resultOfLaunch(`'SELECT g, md5(g::text) FROM generate_series(1, ${rows}) g'`, 'r(i int, m text)')}`;
 }
 
 async function main(): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import type { BenchContext } from './paths.js';
-import { lit, nowMs } from './util.js';
+import { lit, nowMs, resultOfLaunch } from './util.js';
 
 export interface LargeVariant {
   id: string;
@@ -58,12 +58,12 @@ export const LARGE_VARIANTS: readonly LargeVariant[] = [
   {
     id: 'sqlapi-count',
     label: 'SQL API (64 kB queue), counted on the caller',
-    run: (ctx, n) => countOf(firstCaller(ctx), `SELECT count(*) AS n FROM pg_background_result(pg_background_launch(${lit(bigSql(n))})) AS (i int, m text)`),
+    run: (ctx, n) => countOf(firstCaller(ctx), `SELECT count(*) AS n FROM ${resultOfLaunch(lit(bigSql(n)), 'r(i int, m text)')}`),
   },
   {
     id: 'sqlapi-read',
     label: 'SQL API (64 kB queue), every row to the client',
-    run: (ctx, n) => streamRows(firstCaller(ctx), `SELECT * FROM pg_background_result(pg_background_launch(${lit(bigSql(n))})) AS (i int, m text)`),
+    run: (ctx, n) => streamRows(firstCaller(ctx), `SELECT r.* FROM ${resultOfLaunch(lit(bigSql(n)), 'r(i int, m text)')}`),
   },
   {
     id: 'library-raw',

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { ServerUnderTest } from './server.js';
 import { spread } from './stats.js';
-import { nowMs, sleep } from './util.js';
+import { nowMs, resultOfLaunch, sleep } from './util.js';
 
 export interface MemoryConfig {
   roles: number;
@@ -109,7 +109,7 @@ async function cycle(round: number, clients: pg.Client[], admin: pg.Client, samp
     clients.map(async (c) => {
       const mine: { pid: number; cookie: string }[] = [];
       for (let i = 0; i < config.jobsPerRole; i++) {
-        const r = await c.query<{ pid: number; cookie: string }>('SELECT * FROM pg_background_launch_v2($1, $2)', [jobSql, config.queueBytes]);
+        const r = await c.query<{ pid: number; cookie: string }>('SELECT * FROM pg_background_launch($1, $2)', [jobSql, config.queueBytes]);
         mine.push(r.rows[0]!);
       }
       return mine;
@@ -126,7 +126,7 @@ async function cycle(round: number, clients: pg.Client[], admin: pg.Client, samp
   await Promise.all(
     clients.map(async (c, i) => {
       for (const h of handles[i]!) {
-        const r = await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_background_result_v2($1, $2) AS (x text)', [h.pid, h.cookie]);
+        const r = await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_background_result($1, $2) AS (x text)', [h.pid, h.cookie]);
         if (Number(r.rows[0]!.n) !== config.rowsPerJob) throw new Error(`memory job ${h.pid}: ${r.rows[0]!.n} rows, expected ${config.rowsPerJob}`);
       }
     }),
@@ -151,10 +151,10 @@ export async function runMemory(server: ServerUnderTest, admin: pg.Client, confi
   const roles = Array.from({ length: config.roles }, (_, i) => ({ name: `pgbg_bench_mem_${i + 1}`, password: randomBytes(12).toString('hex') }));
   for (const r of roles) {
     // A role of an earlier run holds a user mapping (its pgbg secret): revoked before the role goes.
-    await admin.query(`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r.name}') THEN PERFORM revoke_pg_background_privileges('${r.name}'); END IF; END $$`);
+    await admin.query(`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r.name}') THEN PERFORM pg_background_revoke_privileges('${r.name}'); END IF; END $$`);
     await admin.query(`DROP ROLE IF EXISTS ${r.name}`);
     await admin.query(`CREATE ROLE ${r.name} LOGIN PASSWORD '${r.password}'`);
-    await admin.query('SELECT grant_pg_background_privileges($1)', [r.name]);
+    await admin.query('SELECT pg_background_grant_privileges($1)', [r.name]);
   }
   const clients = roles.map(
     (r) => new pg.Client({ host: server.host, port: server.port, database: server.database, user: r.name, password: r.password, query_timeout: config.queryTimeoutMs }),
@@ -169,7 +169,7 @@ export async function runMemory(server: ServerUnderTest, admin: pg.Client, confi
     // One job per role first: the callers' dblink connections, the roles' first workers and
     // the server's code paths cost memory once; the baseline is taken after that.
     await Promise.all(
-      clients.map((c) => c.query('SELECT count(*) FROM pg_background_result(pg_background_launch($1, $2)) AS (x text)', [jobSqlFor(config), config.queueBytes])),
+      clients.map((c) => c.query(`SELECT count(*) FROM ${resultOfLaunch('$1, $2', 'r(x text)')}`, [jobSqlFor(config), config.queueBytes])),
     );
     await sleep(1000);
     sampler.phase('baseline');

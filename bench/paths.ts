@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { Engine, Session } from '../src/index.js';
 import { CpuMeter, type CpuByClass } from './cpu.js';
-import { lit, nowMs, waitUntil } from './util.js';
+import { lit, nowMs, resultOfLaunch, waitUntil } from './util.js';
 
 export type JobKind = 'insert' | 'select1';
 export type Tier = 'fast' | 'medium' | 'slow';
@@ -87,33 +87,40 @@ export const PATHS: readonly PathDef[] = [
     kinds: ['insert', 'select1'],
     tier: 'medium',
     run: (ctx, c, kind) =>
-      timed(() => caller(ctx, c).query(`SELECT * FROM pg_background_result(pg_background_launch(${lit(JOB_SQL[kind])})) AS ${COLUMNS[kind]}`)),
+      timed(() => caller(ctx, c).query(`SELECT r.* FROM ${resultOfLaunch(lit(JOB_SQL[kind]), `r${COLUMNS[kind]}`)}`)),
   },
   {
     id: 'sqlapi-launch',
-    label: 'SQL API launch_v2 (+ detach_v2, untimed)',
+    label: 'SQL API launch (+ detach, untimed)',
     kinds: ['insert', 'select1'],
     tier: 'medium',
     detached: true,
     async run(ctx, c, kind) {
       const client = caller(ctx, c);
       const t0 = nowMs();
-      const r = await client.query<{ pid: number; cookie: string }>(`SELECT * FROM pg_background_launch_v2(${lit(JOB_SQL[kind])})`);
+      const r = await client.query<{ pid: number; cookie: string }>(`SELECT * FROM pg_background_launch(${lit(JOB_SQL[kind])})`);
       const ms = nowMs() - t0;
       const h = r.rows[0]!;
-      await client.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+      await client.query('SELECT pg_background_detach($1, $2)', [h.pid, h.cookie]);
       return ms;
     },
   },
   {
     id: 'sqlapi-submit',
-    label: 'SQL API submit_v2 + detach_v2',
+    label: 'SQL API submit + detach',
     kinds: ['insert'],
     tier: 'medium',
     detached: true,
     run: (ctx, c, kind) =>
       // Submitted handles stay tracked (and count against max_workers) until detached.
-      timed(() => caller(ctx, c).query(`SELECT pg_background_detach_v2(h.pid, h.cookie) FROM pg_background_submit_v2(${lit(JOB_SQL[kind])}) h`)),
+      timed(() => caller(ctx, c).query(`SELECT pg_background_detach(h.pid, h.cookie) FROM pg_background_submit(${lit(JOB_SQL[kind])}) h`)),
+  },
+  {
+    id: 'sqlapi-run',
+    label: 'SQL API run (launch, wait, outcome)',
+    kinds: ['insert', 'select1'],
+    tier: 'medium',
+    run: (ctx, c, kind) => timed(() => caller(ctx, c).query(`SELECT has_error FROM pg_background_run(${lit(JOB_SQL[kind])})`)),
   },
   {
     id: 'library',

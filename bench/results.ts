@@ -4,6 +4,7 @@ import type { CpuClass } from './cpu.js';
 import type { MemoryResult } from './memory.js';
 import type { JobKind } from './paths.js';
 import type { Spread } from './stats.js';
+import type { WakeFigure } from './wake.js';
 
 export interface LatencyFigure {
   path: string;
@@ -57,6 +58,8 @@ export interface BenchResults {
   /** Pieces of a SQL API launch, timed alone (1 caller). */
   breakdown: ProbeFigure[];
   large: LargeFigure[];
+  /** How soon wait_any and wait return after a job ends (absent in older results). */
+  wake?: WakeFigure[];
   memory: MemoryResult | undefined;
   targets: TargetCheck[];
 }

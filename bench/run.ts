@@ -5,7 +5,7 @@
  * (latest.json and chart.svg from full runs, latest-quick.json and chart-quick.svg
  * from quick ones, plus one timestamped JSON per run).
  *
- * `--only latency,large,memory` runs some sections (for profiling one of them).
+ * `--only latency,wake,large,memory` runs some sections (for profiling one of them).
  * BENCH_SERVER_CPU_PROF=<dir> runs the server child with `node --cpu-prof`
  * (its profile is written when it stops); summarize it with bench/profile.ts.
  */
@@ -20,11 +20,12 @@ import { renderChart } from './chart.js';
 import { LARGE_VARIANTS, timeLarge } from './large.js';
 import { runMemory, type MemoryConfig } from './memory.js';
 import { PATHS, runBatch, type BenchContext, type JobKind, type Tier } from './paths.js';
-import { breakdownTable, checkTargets, cpuTable, largeTable, latencyTable, memoryTable, targetsTable } from './report.js';
+import { breakdownTable, checkTargets, cpuTable, largeTable, latencyTable, memoryTable, targetsTable, wakeTable } from './report.js';
 import type { BenchResults, LargeFigure, LatencyFigure } from './results.js';
 import { startServer, type ServerUnderTest } from './server.js';
 import { percentile, spread, type Spread } from './stats.js';
 import { nowMs, sleep, withTimeout } from './util.js';
+import { runWake } from './wake.js';
 
 interface Config {
   mode: 'quick' | 'full';
@@ -42,6 +43,8 @@ interface Config {
   reps: number;
   /** Calls per launch-breakdown probe. */
   probeJobs: number;
+  /** Waits per wake-up figure. */
+  wakeWaits: number;
   largeRows: number;
   largeReps: number;
   memory: MemoryConfig;
@@ -57,14 +60,14 @@ function config(quick: boolean): Config {
   return quick
     ? {
         mode: 'quick', callers: [1, MAX_CALLERS], steadyJobs: 200,
-        warmup: { fast: 20, medium: 20, slow: 4 }, jobs: { fast: 200, medium: 200, slow: 20 }, reps: 2, probeJobs: 100,
+        warmup: { fast: 20, medium: 20, slow: 4 }, jobs: { fast: 200, medium: 200, slow: 20 }, reps: 2, probeJobs: 100, wakeWaits: 10,
         largeRows: 100_000, largeReps: 1,
         memory: { roles: 4, jobsPerRole: 4, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 1500, settleMs: 15_000, rounds: 2, queryTimeoutMs },
         deadlineMs: 5 * 60_000, queryTimeoutMs,
       }
     : {
         mode: 'full', callers: [1, MAX_CALLERS], steadyJobs: 4000,
-        warmup: { fast: 200, medium: 100, slow: 20 }, jobs: { fast: 2000, medium: 1000, slow: 200 }, reps: 5, probeJobs: 500,
+        warmup: { fast: 200, medium: 100, slow: 20 }, jobs: { fast: 2000, medium: 1000, slow: 200 }, reps: 5, probeJobs: 500, wakeWaits: 100,
         largeRows: 1_000_000, largeReps: 3,
         // 4 roles × 32 = 128 jobs: the most the server's pool holds at once (see memory.ts).
         memory: { roles: 4, jobsPerRole: 50, rowsPerJob: 10_000, queueBytes: 64 * 1024, holdMs: 3000, settleMs: 15_000, rounds: 2, queryTimeoutMs },
@@ -155,7 +158,7 @@ async function runLarge(ctx: BenchContext, cfg: Config): Promise<LargeFigure[]> 
   }));
 }
 
-const SECTIONS = ['latency', 'large', 'memory'] as const;
+const SECTIONS = ['latency', 'wake', 'large', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): { quick: boolean; sections: Set<Section> } {
@@ -225,6 +228,8 @@ async function main(): Promise<void> {
     const latency = args.sections.has('latency') ? await runLatency(ctx, cfg) : [];
     if (args.sections.has('latency')) progress('launch breakdown');
     const breakdown = args.sections.has('latency') ? await runProbes(callers[0]!, cfg.probeJobs) : [];
+    if (args.sections.has('wake')) progress(`wake-up: ${cfg.wakeWaits} waits each for wait_any and wait`);
+    const wake = args.sections.has('wake') ? await runWake(callers[0]!, cfg.wakeWaits) : [];
     if (args.sections.has('large')) progress(`large results: ${cfg.largeRows} rows × ${LARGE_VARIANTS.length} paths × ${cfg.largeReps}`);
     const large = args.sections.has('large') ? await runLarge(ctx, cfg) : [];
     // The library's idle workers would hold PostgreSQL connections the memory phase needs.
@@ -249,6 +254,7 @@ async function main(): Promise<void> {
       latency,
       breakdown,
       large,
+      wake,
       memory,
       targets: [],
     };
@@ -283,6 +289,7 @@ async function main(): Promise<void> {
     `pgbg bench (${results.mode}), ${results.startedAt}: ${m.cpus} × ${m.cpuModel}, ${m.totalMemMB} MB, Node ${m.node}, PostgreSQL ${m.postgres}, server on ${m.serverAllocator ?? 'glibc'}; ${results.durationSec} s`,
     '',
     ...(results.latency.length > 0 ? [latencyTable(results.latency), '', cpuTable(results.latency), '', breakdownTable(results.breakdown), ''] : []),
+    ...(results.wake && results.wake.length > 0 ? [wakeTable(results.wake), ''] : []),
     ...(results.large.length > 0 ? [largeTable(results.large), ''] : []),
     ...(results.memory ? [memoryTable(results.memory), ''] : []),
     targetsTable(results.targets),

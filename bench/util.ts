@@ -47,3 +47,12 @@ export function nowMs(): number {
 export function lit(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
+
+/**
+ * A FROM item that launches a job (`launchArgs`: pg_background_launch's arguments)
+ * and reads its result with the column list `columns`, in one statement: the
+ * 2.0 form of 1.8's `pg_background_result(pg_background_launch(…))`.
+ */
+export function resultOfLaunch(launchArgs: string, columns: string): string {
+  return `(SELECT pg_background_launch(${launchArgs}) AS h OFFSET 0) launched, pg_background_result((launched.h).pid, (launched.h).cookie) AS ${columns}`;
+}
