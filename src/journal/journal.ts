@@ -30,6 +30,14 @@ export interface JournalOptions {
   sql?: 'preview' | 'none';
   /** How often retention runs after the open. @default 3_600_000 (an hour) */
   pruneEveryMs?: number;
+  /**
+   * A new connection to the journal's database, for when the journal's own is
+   * lost (PostgreSQL restarted): records written meanwhile wait, none is dropped.
+   * Without it a lost connection stays lost and its records are logged as unwritten.
+   */
+  reconnect?: () => Promise<pg.Client>;
+  /** Pause between attempts to reconnect. @default 1000 */
+  reconnectEveryMs?: number;
 }
 
 export interface LostJob {
@@ -49,6 +57,8 @@ const DEFAULT_RETENTION_DAYS = 7;
 const PRUNE_EVERY_MS = 3_600_000;
 /** Rows one retention statement deletes at most: the journal's writes wait behind it on the connection. */
 const PRUNE_BATCH = 5000;
+/** Attempts to reconnect before the journal gives up on its records (with the default pause, 10 minutes). */
+const RECONNECT_ATTEMPTS = 600;
 
 export class Journal implements JobObserver {
   readonly runId = randomUUID();
@@ -61,13 +71,22 @@ export class Journal implements JobObserver {
   readonly #storeSql: boolean;
   #pruning: Promise<number> | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
+  #client: pg.Client;
+  /** The connection ended or failed: the next write reconnects first (given `reconnect`). */
+  #lost = false;
+  readonly #reconnect: (() => Promise<pg.Client>) | undefined;
+  readonly #reconnectEveryMs: number;
 
   private constructor(
-    private readonly client: pg.Client,
+    client: pg.Client,
     schema: string,
     private readonly logger: Logger,
     options: JournalOptions,
   ) {
+    this.#client = client;
+    this.#watch(client);
+    this.#reconnect = options.reconnect;
+    this.#reconnectEveryMs = options.reconnectEveryMs ?? 1000;
     this.#schema = quoteIdent(schema);
     this.#retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
     if (!Number.isInteger(this.#retentionDays) || this.#retentionDays < 0) {
@@ -128,7 +147,7 @@ export class Journal implements JobObserver {
     // In batches, each its own statement: a journal write waits for one batch at most. The
     // batch is found through jobs_launched_at and deleted by ctid (a TID scan, not a join).
     while (!this.#closed) {
-      const { rowCount } = await this.client.query({
+      const { rowCount } = await this.#client.query({
         name: 'pgbg_journal_prune',
         text: `DELETE FROM ${s}.jobs WHERE ctid = ANY (ARRAY(
                  SELECT ctid FROM ${s}.jobs WHERE launched_at < ${cutoff} AND state <> 'running' LIMIT $2))`,
@@ -140,7 +159,7 @@ export class Journal implements JobObserver {
     if (this.#closed) return jobs;
     // A run with jobs left stays (its running jobs are judged lost by the next open); so does a
     // live run (its lock cannot be taken), however old — this run among them.
-    await this.client.query(
+    await this.#client.query(
       `DELETE FROM ${s}.runs r
         WHERE r.run_id <> $2 AND COALESCE(r.stopped_at, r.started_at) < ${cutoff}
           AND NOT EXISTS (SELECT FROM ${s}.jobs j WHERE j.run_id = r.run_id)
@@ -166,19 +185,19 @@ export class Journal implements JobObserver {
     await this.#pruning?.catch(() => undefined); // ends after its current batch
     await this.flush();
     const s = this.#schema;
-    await this.client.query(`UPDATE ${s}.runs SET stopped_at = now() WHERE run_id = $1`, [this.runId]).catch(() => undefined);
-    await this.client.end().catch(() => undefined);
+    await this.#client.query(`UPDATE ${s}.runs SET stopped_at = now() WHERE run_id = $1`, [this.runId]).catch(() => undefined);
+    await this.#client.end().catch(() => undefined);
   }
 
   async #start(): Promise<LostJob[]> {
     const s = this.#schema;
-    await this.client.query('BEGIN');
+    await this.#client.query('BEGIN');
     try {
-      await this.client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-      await this.client.query(`REVOKE ALL ON SCHEMA ${s} FROM PUBLIC`);
-      await this.client.query(`CREATE TABLE IF NOT EXISTS ${s}.runs (
+      await this.#client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await this.#client.query(`REVOKE ALL ON SCHEMA ${s} FROM PUBLIC`);
+      await this.#client.query(`CREATE TABLE IF NOT EXISTS ${s}.runs (
         run_id uuid PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), stopped_at timestamptz, pid int4 NOT NULL)`);
-      await this.client.query(`CREATE TABLE IF NOT EXISTS ${s}.jobs (
+      await this.#client.query(`CREATE TABLE IF NOT EXISTS ${s}.jobs (
         run_id uuid NOT NULL,
         cookie int8 NOT NULL,
         pid int4 NOT NULL,
@@ -192,32 +211,72 @@ export class Journal implements JobObserver {
         error_code text,
         error_message text,
         PRIMARY KEY (run_id, cookie))`);
-      await this.client.query(`CREATE INDEX IF NOT EXISTS jobs_running ON ${s}.jobs (run_id) WHERE state = 'running'`);
+      await this.#client.query(`CREATE INDEX IF NOT EXISTS jobs_running ON ${s}.jobs (run_id) WHERE state = 'running'`);
       // Retention finds the old jobs through it, a batch at a time, without reading the table.
-      await this.client.query(`CREATE INDEX IF NOT EXISTS jobs_launched_at ON ${s}.jobs (launched_at)`);
+      await this.#client.query(`CREATE INDEX IF NOT EXISTS jobs_launched_at ON ${s}.jobs (launched_at)`);
       // Journals of earlier versions had a foreign key to runs: its check locked the run's row
       // once per written job (a third of the journal's cost). Runs and jobs are written
       // only by this class, which inserts the run first.
-      await this.client.query(`ALTER TABLE ${s}.jobs DROP CONSTRAINT IF EXISTS jobs_run_id_fkey`);
+      await this.#client.query(`ALTER TABLE ${s}.jobs DROP CONSTRAINT IF EXISTS jobs_run_id_fkey`);
       // Another live server may share the schema; only runs that stopped or died are ours to judge.
-      const { rows } = await this.client.query<{
+      const { rows } = await this.#client.query<{
         run_id: string; pid: number; database: string; role: string; sql_preview: string; launched_at: Date;
       }>(`UPDATE ${s}.jobs j SET state = 'lost', error_message = 'the pgbg server stopped before this job ended; whether it committed is unknown'
            FROM ${s}.runs r
           WHERE j.run_id = r.run_id AND j.state = 'running'
             AND (r.stopped_at IS NOT NULL OR pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgbg run ' || r.run_id::text)))
         RETURNING j.run_id, j.pid, j.database, j.role, j.sql_preview, j.launched_at`);
-      await this.client.query(`INSERT INTO ${s}.runs (run_id, pid) VALUES ($1, pg_catalog.pg_backend_pid())`, [this.runId]);
-      await this.client.query('COMMIT');
+      await this.#client.query(`INSERT INTO ${s}.runs (run_id, pid) VALUES ($1, pg_catalog.pg_backend_pid())`, [this.runId]);
+      await this.#client.query('COMMIT');
       // Held for the run's lifetime: a live run is one whose lock cannot be taken.
-      await this.client.query('SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext($1))', [`pgbg run ${this.runId}`]);
+      await this.#client.query('SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext($1))', [`pgbg run ${this.runId}`]);
       return rows.map((r) => ({
         runId: r.run_id, pid: r.pid, database: r.database, role: r.role, sqlPreview: r.sql_preview, launchedAt: r.launched_at,
       }));
     } catch (err) {
-      await this.client.query('ROLLBACK').catch(() => undefined);
+      await this.#client.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The write failed because the connection did (not because of what was written). */
+  #connectionGone(err: unknown): boolean {
+    if (this.#lost || !(err instanceof pg.DatabaseError)) return true;
+    // 08: connection exceptions; 57P: the server shutting down or restarting.
+    return /^(08|57P)/.test(err.code ?? '');
+  }
+
+  #watch(client: pg.Client): void {
+    const lost = () => {
+      if (client === this.#client) this.#lost = true;
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+  }
+
+  /**
+   * A new connection, set up as the first was; the run's lock is taken again (it
+   * went with the old connection) so that another server does not judge this run's
+   * jobs lost. False when closed meanwhile or out of attempts.
+   */
+  async #reconnectNow(): Promise<boolean> {
+    for (let attempt = 1; attempt <= RECONNECT_ATTEMPTS && !this.#closed; attempt++) {
+      try {
+        const client = await this.#reconnect!();
+        this.#watch(client);
+        await client.query('SET synchronous_commit = off');
+        await client.query('SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext($1))', [`pgbg run ${this.runId}`]);
+        void this.#client.end().catch(() => undefined);
+        this.#client = client;
+        this.#lost = false;
+        this.logger.info({ attempt }, 'journal reconnected');
+        return true;
+      } catch (err) {
+        if (attempt === 1) this.logger.warn({ err: (err as Error).message }, 'journal connection lost: reconnecting');
+        await new Promise((resolve) => setTimeout(resolve, this.#reconnectEveryMs));
+      }
+    }
+    return false;
   }
 
   #enqueue(record: JobSnapshot): void {
@@ -245,13 +304,24 @@ export class Journal implements JobObserver {
   async #flushLoop(): Promise<void> {
     try {
       while (this.#pending.size > 0) {
+        if (this.#lost && this.#reconnect && !(await this.#reconnectNow())) break;
         const batch = [...this.#pending.values()];
         this.#pending = new Map();
         try {
           await this.#write(batch);
         } catch (err) {
+          if (this.#reconnect && !this.#closed && this.#connectionGone(err)) {
+            this.#lost = true;
+            // Written again after the reconnect, unless a later record of the job came meanwhile.
+            for (const r of batch) if (!this.#pending.has(r.cookie)) this.#pending.set(r.cookie, r);
+            continue;
+          }
           this.logger.error({ jobs: batch.length, err: (err as Error).message }, 'journal write failed');
         }
+      }
+      if (this.#pending.size > 0) {
+        this.logger.error({ jobs: this.#pending.size }, 'journal write failed: no connection to the journal database');
+        this.#pending = new Map();
       }
     } finally {
       this.#flushing = undefined;
@@ -275,7 +345,7 @@ export class Journal implements JobObserver {
     }));
     const s = this.#schema;
     // A named statement: PostgreSQL parses and plans it once per run, not once per batch.
-    await this.client.query({
+    await this.#client.query({
       name: 'pgbg_journal_write',
       text: `INSERT INTO ${s}.jobs (run_id, cookie, pid, database, role, sql_preview, state, launched_at, started_at, ended_at, error_code, error_message)
        SELECT $1::uuid, cookie, pid, database, role, sql_preview, state, launched_at, started_at, ended_at, error_code, error_message

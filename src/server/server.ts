@@ -57,14 +57,22 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
-  const journalClient = new pg.Client(
-    typeof options.journalDatabase === 'string'
-      ? { connectionString: options.journalDatabase, application_name: 'pgbg journal' }
-      : { ...options.journalDatabase, application_name: 'pgbg journal' },
-  );
-  await journalClient.connect();
-  journalClient.on('error', (err) => logger.error({ err: err.message }, 'journal connection failed'));
-  const { journal, lost } = await Journal.open(journalClient, logger, options.journalSchema, options.journal);
+  const connectJournal = async () => {
+    const client = new pg.Client(
+      typeof options.journalDatabase === 'string'
+        ? { connectionString: options.journalDatabase, application_name: 'pgbg journal' }
+        : { ...options.journalDatabase, application_name: 'pgbg journal' },
+    );
+    client.on('error', (err) => logger.error({ err: err.message }, 'journal connection failed'));
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    return client;
+  };
+  const { journal, lost } = await Journal.open(await connectJournal(), logger, options.journalSchema, { ...options.journal, reconnect: connectJournal });
   // Never the SQL text in the log: it can hold passwords (the journal has it, unless told not to keep it).
   for (const job of lost) {
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
