@@ -70,11 +70,7 @@ DECLARE
   r pg_catalog.text[];
   answer pg_catalog.jsonb;
 BEGIN
-  r := pgbg_private.request(body::pg_catalog.text);
-  IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = "public".dblink_error_message(r[1]);
-  END IF;
+  r := pgbg_private.send(body::pg_catalog.text);
   SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
@@ -113,8 +109,9 @@ AS $function$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(body::pg_catalog.text);
-  PERFORM "public".dblink_exec(r[1], r[2]);
+  r := pgbg_private.send(body::pg_catalog.text);
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(tag pg_catalog.text);
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
@@ -262,8 +259,9 @@ DECLARE
   r pg_catalog.text[];
   h "public".pg_background_handle;
 BEGIN
-  r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
-  SELECT t.pid, t.cookie INTO h FROM "public".dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  r := pgbg_private.send(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  SELECT t.pid, t.cookie INTO h FROM "public".dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   DECLARE
@@ -365,10 +363,10 @@ CREATE OR REPLACE FUNCTION pgbg_private.raise_notices(pid integer)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
+  r pg_catalog.text[] := pgbg_private.send(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM "public".dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+  FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
     IF n.severity = 'WARNING' THEN
         IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
@@ -399,6 +397,7 @@ BEGIN
   END IF;
     END IF;
   END LOOP;
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -489,10 +488,6 @@ DECLARE
   columns pg_catalog.text;
   mac pg_catalog.text;
 BEGIN
-  IF "public".dblink_send_query(conn, r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = "public".dblink_error_message(conn);
-  END IF;
   -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text; columns are named by position.
   SELECT string_agg(format('c%s %s', t.position,
            CASE WHEN ty.oid IS NULL OR ty.typtype = 'p' THEN 'pg_catalog.text'
@@ -541,6 +536,26 @@ EXCEPTION WHEN OTHERS THEN
   RETURN false;
 END $function$;
 -- privileges: {<installer>=X/<installer>}
+
+CREATE OR REPLACE FUNCTION pgbg_private.send(body text)
+ RETURNS text[]
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(body);
+BEGIN
+  IF "public".dblink_send_query(r[1], r[2]) = 1 THEN
+    RETURN r;
+  END IF;
+  PERFORM "public".dblink_disconnect(r[1]);
+  r := pgbg_private.request(body);
+  IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = "public".dblink_error_message(r[1]);
+  END IF;
+  RETURN r;
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.settle(conn text)
  RETURNS void
@@ -905,7 +920,7 @@ AS $function$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -989,7 +1004,7 @@ AS $function$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);

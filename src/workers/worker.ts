@@ -37,6 +37,8 @@ export interface WorkerJob {
 const RESET_TIMEOUT_MS = 10_000;
 /** How long close() waits for the server to close the connection after Terminate. */
 const CLOSE_TIMEOUT_MS = 5_000;
+/** How often a worker backend checks, while it runs a job, that the server is still connected (PostgreSQL 14+). */
+const CONNECTION_CHECK_MS = 1000;
 
 export interface WorkerOptions {
   config: pg.ClientConfig;
@@ -83,7 +85,12 @@ export class WorkerConnection {
       wired = { transport, protocol };
       return transport;
     });
-    const client = new pg.Client({ ...config, application_name: 'pgbg worker', stream: () => login });
+    const client = new pg.Client({
+      ...config, application_name: 'pgbg worker', stream: () => login,
+      // A worker whose server died (killed, crashed) stops within a second instead of running its
+      // job to the end with nobody to hear of it, holding its locks and maybe committing.
+      options: [config.options, `-c client_connection_check_interval=${CONNECTION_CHECK_MS}`].filter(Boolean).join(' '),
+    });
     // The client is done with once logged in; a close it hears about late must not throw.
     client.on('error', () => undefined);
     try {

@@ -25,7 +25,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -51,7 +51,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('describe_result', pid, NULL)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, NULL);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);
@@ -99,12 +99,8 @@ DECLARE
   r pg_catalog.text[];
   finished pg_catalog.bool;
 BEGIN
-  r := pgbg_private.request((pgbg_private.handle_json('wait_timeout', pid, cookie)
+  r := pgbg_private.send((pgbg_private.handle_json('wait_timeout', pid, cookie)
     OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('timeout_ms', timeout_ms))::pg_catalog.text);
-  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = @dblink@.dblink_error_message(r[1]);
-  END IF;
   -- An error answer (e.g. 42704) is raised here; its end is read by the next call's settle.
   SELECT t.finished INTO finished FROM @dblink@.dblink_get_result(r[1]) AS t(finished pg_catalog.bool);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
@@ -119,10 +115,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
-  RETURN QUERY SELECT * FROM @dblink@.dblink(r[1], r[2])
+  r := pgbg_private.send((pg_catalog.jsonb_build_object('op', 'list') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  RETURN QUERY SELECT * FROM @dblink@.dblink_get_result(r[1])
     AS t(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, user_id pg_catalog.oid, queue_size pg_catalog.int4,
          state pg_catalog.text, sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   @reraise@
 END $$;
@@ -133,10 +130,11 @@ DECLARE
   r pg_catalog.text[];
   s @schema@.pg_background_stats;
 BEGIN
-  r := pgbg_private.request((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
-  SELECT * INTO s FROM @dblink@.dblink(r[1], r[2])
+  r := pgbg_private.send((pg_catalog.jsonb_build_object('op', 'stats') OPERATOR(pg_catalog.||) pgbg_private.limits())::pg_catalog.text);
+  SELECT * INTO s FROM @dblink@.dblink_get_result(r[1])
     AS t(workers_launched pg_catalog.int8, workers_completed pg_catalog.int8, workers_failed pg_catalog.int8, workers_canceled pg_catalog.int8,
          workers_active pg_catalog.int4, avg_execution_ms pg_catalog.float8, max_workers pg_catalog.int4);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN s;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   @reraise@
@@ -160,8 +158,9 @@ DECLARE
   r pg_catalog.text[];
   p @schema@.pg_background_progress;
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
-  SELECT * INTO p FROM @dblink@.dblink(r[1], r[2]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('progress', pid, cookie)::pg_catalog.text);
+  SELECT * INTO p FROM @dblink@.dblink_get_result(r[1]) AS t(progress_pct pg_catalog.int4, progress_msg pg_catalog.text);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN p;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   @reraise@

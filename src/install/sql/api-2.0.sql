@@ -79,7 +79,7 @@ LANGUAGE plpgsql STRICT AS $$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
+  r := pgbg_private.send(pgbg_private.handle_json('describe_result', pid, cookie)::pg_catalog.text);
   RETURN QUERY EXECUTE pgbg_private.result_rows_query(r, pid, cookie);
   -- The end of an answer with the rows in it (nothing is left after streamed rows).
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);

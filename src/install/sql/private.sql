@@ -205,14 +205,36 @@ LANGUAGE sql STABLE AS $$
   SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('op', op, 'pid', pid, 'cookie', cookie::pg_catalog.text, 'api', '@api_version@'))
 $$;
 
+-- A request sent (asynchronously, so that statement_timeout and Ctrl-C stop one that waits for
+-- a job's end; the next call settles it); its answer is the caller's to read. A connection that
+-- cannot take it (the server restarted or dropped it) was sent nothing: it is closed and the
+-- request goes once more, on a new one.
+CREATE FUNCTION pgbg_private.send(body pg_catalog.text) RETURNS pg_catalog.text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  r pg_catalog.text[] := pgbg_private.request(body);
+BEGIN
+  IF @dblink@.dblink_send_query(r[1], r[2]) = 1 THEN
+    RETURN r;
+  END IF;
+  PERFORM @dblink@.dblink_disconnect(r[1]);
+  r := pgbg_private.request(body);
+  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(r[1]);
+  END IF;
+  RETURN r;
+END $$;
+
 -- A request answered by a command tag alone.
 CREATE FUNCTION pgbg_private.call(body pg_catalog.jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[];
 BEGIN
-  r := pgbg_private.request(body::pg_catalog.text);
-  PERFORM @dblink@.dblink_exec(r[1], r[2]);
+  r := pgbg_private.send(body::pg_catalog.text);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(tag pg_catalog.text);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   @reraise@
 END $$;
@@ -226,20 +248,14 @@ LANGUAGE sql STABLE AS $$
     'statement_timeout_ms', pgbg_private.ms(pg_catalog.current_setting('statement_timeout')))) OPERATOR(pg_catalog.||) pgbg_private.limits()
 $$;
 
--- A request answered by one JSON value. Sent asynchronously, so that statement_timeout and
--- Ctrl-C stop a request that waits (for a job's end); the next call settles it. An error answer
--- is raised here.
+-- A request answered by one JSON value. An error answer is raised here.
 CREATE FUNCTION pgbg_private.ask(body pg_catalog.jsonb) RETURNS pg_catalog.jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[];
   answer pg_catalog.jsonb;
 BEGIN
-  r := pgbg_private.request(body::pg_catalog.text);
-  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = @dblink@.dblink_error_message(r[1]);
-  END IF;
+  r := pgbg_private.send(body::pg_catalog.text);
   SELECT t.answer INTO answer FROM @dblink@.dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
@@ -253,8 +269,9 @@ DECLARE
   r pg_catalog.text[];
   h @schema@.pg_background_handle;
 BEGIN
-  r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
-  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  r := pgbg_private.send(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
   @reraise@
@@ -265,23 +282,23 @@ END $$;
 CREATE FUNCTION pgbg_private.raise_notices(pid pg_catalog.int4) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  r pg_catalog.text[] := pgbg_private.request(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
+  r pg_catalog.text[] := pgbg_private.send(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM @dblink@.dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+  FOR n IN SELECT * FROM @dblink@.dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
     IF n.severity = 'WARNING' THEN
       @raise_warning@
     ELSE
       @raise_notice@
     END IF;
   END LOOP;
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 END $$;
 
 -- Results: one request answered once the job has ended or filled its queue, with the worker's
 -- columns and — when the job has ended and its rows are few — the rows as a second result set;
--- else the rows stream through a `result` request of their own. Read asynchronously so that
--- statement_timeout and Ctrl-C can stop a result that waits for its job. Returns the query that
--- reads the rows. Column types are named by OID, schema-qualified: no name is looked up.
+-- else the rows stream through a `result` request of their own. `r` is the first request, sent
+-- (pgbg_private.send); its answer is read here. Returns the query that reads the rows. Column types are named by OID, schema-qualified: no name is looked up.
 CREATE FUNCTION pgbg_private.result_rows_query(r pg_catalog.text[], pid pg_catalog.int4, cookie pg_catalog.int8) RETURNS pg_catalog.text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -292,10 +309,6 @@ DECLARE
   columns pg_catalog.text;
   mac pg_catalog.text;
 BEGIN
-  IF @dblink@.dblink_send_query(conn, r[2]) <> 1 THEN
-    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
-      DETAIL = @dblink@.dblink_error_message(conn);
-  END IF;
   -- Pseudo-typed columns (void, e.g. SELECT pg_sleep(1)) arrive as text; columns are named by position.
   SELECT string_agg(format('c%s %s', t.position,
            CASE WHEN ty.oid IS NULL OR ty.typtype = 'p' THEN 'pg_catalog.text'
@@ -434,7 +447,7 @@ GRANT USAGE ON SCHEMA pgbg_private TO pgbackground_role;
 GRANT SELECT ON pgbg_private.server TO pgbackground_role;
 GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.sign(pg_catalog.text, pg_catalog.text, pg_catalog.text),
   pgbg_private.settle(pg_catalog.text), pgbg_private.caller_settings(), pgbg_private.ms(pg_catalog.text), pgbg_private.limits(),
-  pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
+  pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.send(pg_catalog.text), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
   pgbg_private.launch_json(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text),
   pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text), pgbg_private.raise_notices(pg_catalog.int4),
   pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
