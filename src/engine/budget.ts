@@ -32,6 +32,13 @@ export class LoginBudgets {
     return this.#held.get(login.key) ?? 0;
   }
 
+  /** Bytes all logins hold now. */
+  get total(): number {
+    let bytes = 0;
+    for (const held of this.#held.values()) bytes += held;
+    return bytes;
+  }
+
   /** `login`'s account. */
   account(login: Login): MemoryAccount {
     return {
