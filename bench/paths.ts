@@ -56,6 +56,9 @@ function caller(ctx: BenchContext, c: number): pg.Client {
   return client;
 }
 
+/** Caller connections that have opened their persistent dblink connection. */
+const persistent = new WeakSet<pg.Client>();
+
 /** Result column lists: a row-less statement's command tag comes back as one text column. */
 const COLUMNS: Record<JobKind, string> = { insert: '(tag text)', select1: '(x int)' };
 
@@ -80,6 +83,27 @@ export const PATHS: readonly PathDef[] = [
             : `SELECT * FROM dblink(${lit(ctx.connstr)}, ${lit(JOB_SQL.select1)}) AS t(x int)`,
         ),
       ),
+  },
+  {
+    id: 'dblink-persistent',
+    label: 'dblink, persistent connection',
+    kinds: ['insert', 'select1'],
+    tier: 'fast',
+    async run(ctx, c, kind) {
+      const client = caller(ctx, c);
+      // dblink_connect once per caller session (the warm-up pays for it), as autonomous-transaction code does.
+      if (!persistent.has(client)) {
+        await client.query(`SELECT dblink_connect('bench_persistent', ${lit(ctx.connstr)})`);
+        persistent.add(client);
+      }
+      return timed(() =>
+        client.query(
+          kind === 'insert'
+            ? `SELECT dblink_exec('bench_persistent', ${lit(JOB_SQL.insert)})`
+            : `SELECT * FROM dblink('bench_persistent', ${lit(JOB_SQL.select1)}) AS t(x int)`,
+        ),
+      );
+    },
   },
   {
     id: 'sqlapi-result',

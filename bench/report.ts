@@ -31,19 +31,20 @@ function row(cells: string[], widths: number[]): string {
 const KIND_LABEL = { insert: "INSERT INTO log(msg) VALUES ('x')", select1: 'SELECT 1' } as const;
 
 export function latencyTable(figures: LatencyFigure[]): string {
-  const widths = [42, 20, 20, 24, 8, 8, 8, 8];
+  const widths = [42, 20, 20, 24, 8, 8, 8, 8, 8, 8];
   const out: string[] = [];
   const groups = new Map<string, LatencyFigure[]>();
   for (const f of figures) {
     const key = `${f.kind}\u0000${f.callers}`;
     groups.set(key, [...(groups.get(key) ?? []), f]);
   }
-  out.push(row(['path', 'p50 ms', 'p99 ms', 'jobs/s', 'p50', 'jobs/s', 'jobs/s', 'pgbg'], widths));
-  out.push(row(['', '', '', '', '×floor', '×floor', '×dblink', 'CPU ms'], widths));
+  out.push(row(['path', 'p50 ms', 'p99 ms', 'jobs/s', 'p50', 'jobs/s', 'p50', 'jobs/s', 'jobs/s', 'pgbg'], widths));
+  out.push(row(['', '', '', '', '×floor', '×floor', '×persist', '×persist', '×1-shot', 'CPU ms'], widths));
   for (const [, group] of groups) {
     const first = group[0]!;
     const floor = group.find((f) => f.path === 'floor');
     const dblink = group.find((f) => f.path === 'dblink');
+    const persistent = group.find((f) => f.path === 'dblink-persistent');
     out.push(`${KIND_LABEL[first.kind]} — ${first.callers} caller${first.callers > 1 ? 's' : ''} (median of ${first.p50Ms.reps.length}, min–max)`);
     for (const f of group) {
       out.push(
@@ -55,6 +56,8 @@ export function latencyTable(figures: LatencyFigure[]): string {
             withSpread(f.jobsPerSec, 0),
             f.path === 'floor' ? '1×' : ratio(f.p50Ms.median, floor?.p50Ms.median),
             f.path === 'floor' ? '1×' : f.shareOfFloor ? ratio(f.shareOfFloor.median, 1) : ratio(f.jobsPerSec.median, floor?.jobsPerSec.median),
+            f.path === 'dblink-persistent' ? '1×' : ratio(f.p50Ms.median, persistent?.p50Ms.median),
+            f.path === 'dblink-persistent' ? '1×' : ratio(f.jobsPerSec.median, persistent?.jobsPerSec.median),
             f.path === 'dblink' ? '1×' : ratio(f.jobsPerSec.median, dblink?.jobsPerSec.median),
             // Only the SQL API paths go through the pgbg server; elsewhere its CPU is background noise.
             f.path.startsWith('sqlapi') ? fmt(f.serverCpuMsPerJob.median) : '',
@@ -65,6 +68,7 @@ export function latencyTable(figures: LatencyFigure[]): string {
     }
   }
   out.push('  (jobs/s ×floor: median over repetitions of the path\'s jobs/s over the floor\'s in the same repetition;');
+  out.push('   ×persist: against dblink on a persistent connection, ×1-shot: against dblink connecting per call;');
   out.push('   pgbg CPU ms: CPU time of the pgbg server process per job, median over repetitions)');
   return out.join('\n');
 }
@@ -175,6 +179,26 @@ export function checkTargets(r: Pick<BenchResults, 'latency' | 'large' | 'memory
   for (const kind of ['select1', 'insert'] as const) {
     const l = lat('sqlapi-launch', kind, 1);
     if (l) checks.push({ name: `SQL API launch latency p50 (${kind}, 1 caller)`, target: '≤ 1 ms', measured: `${fmt(l.p50Ms.median)} ms`, met: l.p50Ms.median <= 1 });
+  }
+  // Against the peer for autonomous calls: dblink on a persistent connection (same run).
+  const persistent1 = lat('dblink-persistent', 'insert', 1);
+  const persistent4 = lat('dblink-persistent', 'insert', 4);
+  for (const path of ['sqlapi-result', 'sqlapi-run']) {
+    const one = lat(path, 'insert', 1);
+    if (one && persistent1) {
+      const x = one.p50Ms.median / persistent1.p50Ms.median;
+      checks.push({ name: `INSERT latency p50, ${one.label}, 1 caller`, target: '≤ 1.5× persistent dblink', measured: `${fmt(one.p50Ms.median)} ms = ${fmt(x)}× ${fmt(persistent1.p50Ms.median)} ms`, met: x <= 1.5 });
+    }
+    const four = lat(path, 'insert', 4);
+    if (four && persistent4) {
+      const share = four.jobsPerSec.median / persistent4.jobsPerSec.median;
+      checks.push({ name: `INSERT throughput, ${four.label}, 4 callers`, target: '≥ 50% of persistent dblink', measured: `${fmt(four.jobsPerSec.median, 0)}/s = ${fmt(share * 100, 0)}% of ${fmt(persistent4.jobsPerSec.median, 0)}/s`, met: share >= 0.5 });
+    }
+  }
+  const launch1 = lat('sqlapi-launch', 'insert', 1);
+  if (launch1 && persistent1) {
+    const x = launch1.p50Ms.median / persistent1.p50Ms.median;
+    checks.push({ name: `INSERT latency p50, ${launch1.label}, 1 caller`, target: '≤ persistent dblink', measured: `${fmt(launch1.p50Ms.median)} ms = ${fmt(x)}× ${fmt(persistent1.p50Ms.median)} ms`, met: x <= 1 });
   }
   const floor = lat('floor', 'insert', 4);
   for (const path of ['sqlapi-result', 'sqlapi-launch', 'sqlapi-submit']) {
