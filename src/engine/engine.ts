@@ -15,6 +15,7 @@ import type { JobObserver } from './observer.js';
 import { jobSnapshot } from './snapshot.js';
 import type { JobSnapshot } from './types.js';
 import type { LaunchContext } from '../sql/launch-context.js';
+import { errors } from '../protocol/errors.js';
 import { loadClassifier } from '../sql/classify.js';
 import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
 import type { WorkerConnection } from '../workers/worker.js';
@@ -172,8 +173,8 @@ export class Engine implements EngineCore {
     const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
-      // Still waiting for a worker: the launch fails; had it just got one, execution sees the cancel.
-      tracked.abort.abort();
+      // Still waiting for a worker: the launch fails, and a worker it gets meanwhile goes back unused.
+      tracked.abort.abort(errors.launchCanceled());
       return;
     }
     if (graceMs > 0) {

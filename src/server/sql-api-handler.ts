@@ -134,7 +134,7 @@ export class SqlApiHandler implements WireHandler {
       throw req.api === '2.0' ? as20(err) : err;
     };
     if (req.op === 'describe_result') return this.#describeResult(req, caller, { role, seq: signed.seq }, signal).catch(worded);
-    const answer = this.#dispatch(req, caller, role, conn.database).catch(worded);
+    const answer = this.#dispatch(req, caller, role, conn.database, signal).catch(worded);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
     return WAITING_OPS.has(req.op) ? unlessAborted(answer, signal) : answer;
@@ -249,8 +249,12 @@ export class SqlApiHandler implements WireHandler {
     return this.#engine.hasPrivilegesOf(login, role.roleOid, owner);
   }
 
-  /** A launch for the caller: its role's login, its settings, its backend (for the deadlock check). */
-  async #launch(op: 'launch' | 'submit', req: LaunchRequest, caller: Caller, role: RoleKey, database: string): Promise<Handle> {
+  /**
+   * A launch for the caller: its role's login, its settings, its backend (for the deadlock check).
+   * A caller that gives up (cancels the request, or its backend ends) while the launch waits
+   * for a worker abandons it: the job never runs.
+   */
+  async #launch(op: 'launch' | 'submit', req: LaunchRequest, caller: Caller, role: RoleKey, database: string, signal: AbortSignal): Promise<Handle> {
     const { session } = caller.backend;
     const login = this.#loginFor(database, role);
     const context = {
@@ -259,7 +263,7 @@ export class SqlApiHandler implements WireHandler {
       statementTimeoutMs: req.statement_timeout_ms,
       launcherPid: caller.backend.backendPid,
     };
-    return session[op](req.sql, { queueSize: req.queue_size, context, login, label: req.label });
+    return session[op](req.sql, { queueSize: req.queue_size, context, login, label: req.label, signal });
   }
 
   /** True when the caller has the privileges of the job's owner role (so it may see and touch it). */
@@ -268,7 +272,7 @@ export class SqlApiHandler implements WireHandler {
     return owner !== undefined && (await this.#mayTouch(owner.roleOid, owner.login, role));
   }
 
-  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
+  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string, signal: AbortSignal): Promise<WireResult> {
     const { backend } = caller;
     const session = backend.session;
     if ('max_workers' in req) applySettings(session, req);
@@ -277,7 +281,7 @@ export class SqlApiHandler implements WireHandler {
       const v2: V2Caller = {
         session,
         mayTouch: (pid) => this.#visible(session, pid, role),
-        launch: (op, launch) => this.#launch(op, launch, caller, role, database),
+        launch: (op, launch) => this.#launch(op, launch, caller, role, database, signal),
       };
       const answer = await answerV2(req, v2);
       return req.op === 'record_timeout' ? { commandTag: 'RECORD TIMEOUT' } : json(answer);
@@ -285,7 +289,7 @@ export class SqlApiHandler implements WireHandler {
     switch (req.op) {
       case 'launch':
       case 'submit': {
-        const h = await this.#launch(req.op, req, caller, role, database);
+        const h = await this.#launch(req.op, req, caller, role, database, signal);
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
       }
       case 'result':

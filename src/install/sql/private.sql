@@ -150,10 +150,12 @@ BEGIN
     PERFORM @dblink@.dblink_cancel_query(conn);
   ELSE
     -- Nothing to read on an idle connection: an empty set at once. An answer left behind
-    -- comes out as a row or as an error (its own, or a shape other than this one).
+    -- comes out as a row, as an error of another shape than this one, or — an error answer,
+    -- read without raising it (a canceled request's is 57014, which OTHERS does not catch) —
+    -- as an empty set with the connection's error message set.
     BEGIN
-      PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);
-      IF NOT FOUND THEN RETURN; END IF;
+      PERFORM * FROM @dblink@.dblink_get_result(conn, false) AS t(x pg_catalog.text);
+      IF NOT FOUND AND @dblink@.dblink_error_message(conn) = 'OK' THEN RETURN; END IF;
     EXCEPTION WHEN OTHERS THEN
       NULL;
     END;
@@ -243,10 +245,59 @@ BEGIN
   SELECT t.answer INTO answer FROM @dblink@.dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  @reraise@
+EXCEPTION
+  WHEN query_canceled THEN
+    -- (run and run_query launch: one still waiting for a worker must not run later.)
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.give_up(r[1]);
+    END IF;
+    @reraise@
+  WHEN OTHERS THEN
+    @reraise@
 END $$;
 
+-- A request given up by statement_timeout or Ctrl-C while the server still works on it is
+-- canceled at once (the next call would, but only then), so that the server stops at once too:
+-- a launch still waiting for a worker is dropped. True if there was one to cancel.
+CREATE FUNCTION pgbg_private.give_up(conn pg_catalog.text) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+BEGIN
+  IF NOT conn = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN false;  -- dropped
+  END IF;
+  IF @dblink@.dblink_is_busy(conn) = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM @dblink@.dblink_cancel_query(conn);
+  RETURN true;  -- the next call reads the answer away
+END $$;
+
+-- A launch given up must never run: one that still waits for a worker (the pool at its caps) is
+-- dropped by the server; one answered just as the caller gave up is canceled.
+CREATE FUNCTION pgbg_private.abandon_launch(conn pg_catalog.text) RETURNS void
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+DECLARE
+  h record;
+BEGIN
+  IF pgbg_private.give_up(conn) THEN
+    RETURN;
+  END IF;
+  IF NOT conn = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink_get_result(conn) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+    PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
+  EXCEPTION WHEN OTHERS THEN
+    RETURN;  -- an error answer: nothing was launched
+  END;
+  IF h.pid IS NOT NULL THEN
+    PERFORM pgbg_private.call(pgbg_private.handle_json('cancel', h.pid, h.cookie));
+  END IF;
+END $$;
+
+-- Sent asynchronously, so that statement_timeout and Ctrl-C stop a launch that waits for a worker
+-- (a synchronous dblink call waits for the answer even when interrupted).
 CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4, label pg_catalog.text DEFAULT NULL) RETURNS @schema@.pg_background_handle
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -254,10 +305,22 @@ DECLARE
   h @schema@.pg_background_handle;
 BEGIN
   r := pgbg_private.request(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
-  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink(r[1], r[2]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(r[1]);
+  END IF;
+  -- An error answer is raised here; its end is read by the next call's settle.
+  SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  @reraise@
+EXCEPTION
+  WHEN query_canceled THEN
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.abandon_launch(r[1]);
+    END IF;
+    @reraise@
+  WHEN OTHERS THEN
+    @reraise@
 END $$;
 
 -- Worker notices reach the caller: dblink does not pass remote notices on, so the wrappers
@@ -437,5 +500,6 @@ GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.si
   pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
   pgbg_private.launch_json(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text),
   pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text), pgbg_private.raise_notices(pg_catalog.int4),
+  pgbg_private.give_up(pg_catalog.text), pgbg_private.abandon_launch(pg_catalog.text),
   pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
   TO pgbackground_role;
