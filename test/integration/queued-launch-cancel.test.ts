@@ -40,6 +40,7 @@ async function rowsOf(url: string, msg: string): Promise<number> {
 /** Holds the advisory lock the busy job waits for, until released. */
 async function lockHolder(url: string): Promise<{ release(): Promise<void> }> {
   const c = new pg.Client({ connectionString: url });
+  c.on('error', () => undefined);
   await c.connect();
   await c.query('SELECT pg_advisory_lock($1)', [LOCK]);
   return {
@@ -90,13 +91,13 @@ describe('a launch waiting for capacity, given up', () => {
     }
   });
 
-  test('the SQL API: a launch given up by the caller\'s statement_timeout is 57014, and never runs', async () => {
+  test('the SQL API: a launch given up by the caller\'s statement_timeout is 57014, and never runs; nor one of a backend that ends', async () => {
     const db = await createTestDatabase();
     const api = await startTestApi(db.url, { engine: ONE_WORKER });
     const caller = new pg.Client({ connectionString: api.callerUrl });
     await caller.connect();
     await caller.query('CREATE TABLE log (msg text)');
-    const holder = await lockHolder(db.url);
+    let holder = await lockHolder(db.url);
     let released = false;
     try {
       const busy = (await caller.query(`SELECT * FROM pg_background_launch_v2('SELECT pg_advisory_lock(${LOCK})')`)).rows[0];
@@ -115,6 +116,27 @@ describe('a launch waiting for capacity, given up', () => {
       assert.ok(settled, 'the pool is idle again');
       // The caller's connection to the server is usable as ever.
       assert.deepEqual((await caller.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 7')) AS (x int)")).rows, [{ x: 7 }]);
+
+      // A caller backend that ends while its launch waits (here: terminated) abandons it too.
+      holder = await lockHolder(db.url);
+      released = false;
+      const busy2 = (await caller.query(`SELECT * FROM pg_background_launch_v2('SELECT pg_advisory_lock(${LOCK})')`)).rows[0];
+      const doomed = new pg.Client({ connectionString: api.callerUrl });
+      await doomed.connect();
+      doomed.on('error', () => undefined);
+      const doomedPid = (await doomed.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      const gone = outcome(doomed.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''disconnected'')')"));
+      assert.ok(await until(() => api.engine.pool.queuedLaunches === 1), 'the launch waits for the one worker');
+      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [doomedPid]));
+      assert.equal((await gone).code, '57P01', 'the caller backend was terminated');
+      assert.ok(await until(() => api.engine.pool.queuedLaunches === 0), 'its launch left the queue');
+      await holder.release();
+      released = true;
+      await caller.query('SELECT pg_background_wait_v2($1, $2)', [busy2.pid, busy2.cookie]);
+      await doomed.end().catch(() => undefined);
+      const settledAgain = await until(() => idle(api.engine));
+      assert.equal(await rowsOf(db.url, 'disconnected'), 0, "the launch of a backend that ended never ran");
+      assert.ok(settledAgain, 'the pool is idle again');
     } finally {
       if (!released) await holder.release();
       await caller.end();
