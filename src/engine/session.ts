@@ -238,16 +238,19 @@ export class Session {
    * result was read (kept a while for that: the reader asks right after the rows).
    */
   deliverNotices(pid: number): Notice[] {
+    const pending = this.pendingNotices(pid);
+    pending.handedOut();
+    return pending.notices;
+  }
+
+  /** deliverNotices in two steps: the notices, and `handedOut` once they reached the reader (a reader that gives up leaves them for the next). */
+  pendingNotices(pid: number): { notices: Notice[]; handedOut(): void } {
     const kept = this.#undeliveredNotices.get(pid);
-    if (kept) {
-      this.#undeliveredNotices.delete(pid);
-      return kept;
-    }
+    if (kept) return { notices: kept, handedOut: () => void (this.#undeliveredNotices.get(pid) === kept && this.#undeliveredNotices.delete(pid)) };
     const tracked = this.#jobs.get(pid);
-    if (!tracked) return [];
-    const notices = tracked.job.notices.slice(tracked.noticesDelivered);
-    tracked.noticesDelivered = tracked.job.notices.length;
-    return notices;
+    if (!tracked) return { notices: [], handedOut: () => undefined };
+    const upTo = tracked.job.notices.length;
+    return { notices: tracked.job.notices.slice(tracked.noticesDelivered, upTo), handedOut: () => void (tracked.noticesDelivered = Math.max(tracked.noticesDelivered, upTo)) };
   }
 
   /** The tracked job behind a handle (raises as the operations do for an unknown handle or a wrong cookie). */

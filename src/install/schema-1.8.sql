@@ -345,6 +345,21 @@ AS $function$
 $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.notices_given_up(conn text)
+ RETURNS TABLE(severity text, message text, detail text, hint text)
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+BEGIN
+  PERFORM pgbg_private.give_up(conn);
+  RETURN QUERY SELECT * FROM "public".dblink_get_result(conn, false)
+    AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text);
+  PERFORM * FROM "public".dblink_get_result(conn, false) AS t(x pg_catalog.text);  -- the answer's end
+EXCEPTION WHEN OTHERS THEN
+  RETURN;  -- the next call settles the connection
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.pad64(key bytea, pad integer)
  RETURNS bytea
  LANGUAGE plpgsql
@@ -369,9 +384,14 @@ DECLARE
   r pg_catalog.text[] := pgbg_private.request(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM "public".dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
-    IF n.severity = 'WARNING' THEN
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+  IF "public".dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = "public".dblink_error_message(r[1]);
+  END IF;
+  BEGIN
+    FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -384,8 +404,8 @@ BEGIN
       RAISE WARNING USING MESSAGE = n.message;
     END IF;
   END IF;
-    ELSE
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -398,8 +418,43 @@ BEGIN
       RAISE NOTICE USING MESSAGE = n.message;
     END IF;
   END IF;
+      END IF;
+    END LOOP;
+  EXCEPTION WHEN query_canceled THEN
+    FOR n IN SELECT * FROM pgbg_private.notices_given_up(r[1]) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail;
     END IF;
-  END LOOP;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      END IF;
+    END LOOP;
+    RAISE;
+  END;
+  PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 

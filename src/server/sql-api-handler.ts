@@ -129,7 +129,10 @@ export class SqlApiHandler implements WireHandler {
     const caller = conn.state.get('caller') as Caller | undefined;
     if (req.op === 'hello') return this.#hello(req, signed, roleOid, conn);
     if (!caller) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    const role = await this.#verify(signed, caller, conn.database);
+    // A caller that gives up while its request is still being verified (a key re-read waiting on
+    // the database) gets its answer at once, and the request never runs.
+    const role = await unlessAborted(this.#verify(signed, caller, conn.database), signal);
+    signal.throwIfAborted();
     const worded = (err: unknown) => {
       throw req.api === '2.0' ? as20(err) : err;
     };
@@ -296,12 +299,15 @@ export class SqlApiHandler implements WireHandler {
         return relayed(await session.rawResult(ref(req)));
       case 'notices': {
         // dblink does not pass remote notices on: the wrapper asks for them after the rows or a wait, and raises them.
-        const notices = session.deliverNotices(req.pid);
-        return rows(
+        // They count as handed out once the answer went out: a caller that gave up first gets them with the result.
+        signal.throwIfAborted();
+        const pending = session.pendingNotices(req.pid);
+        const answer = rows(
           [['severity', TEXT], ['message', TEXT], ['detail', TEXT], ['hint', TEXT]],
-          notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
+          pending.notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
           'SELECT',
         );
+        return { ...answer, onSent: pending.handedOut };
       }
       case 'detach':
         session.detach(ref(req));

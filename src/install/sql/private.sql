@@ -324,20 +324,53 @@ EXCEPTION
 END $$;
 
 -- Worker notices reach the caller: dblink does not pass remote notices on, so the wrappers
--- fetch a job's notices once its rows are read and raise them here.
+-- fetch a job's notices once its rows are read and raise them here. The server counts them as
+-- raised only once its answer went out whole: sent asynchronously, so that a caller giving up
+-- (statement_timeout, Ctrl-C) cancels the request while the server is still on it, and the job's
+-- result then raises them; an answer that came all the same is raised on the way out.
 CREATE FUNCTION pgbg_private.raise_notices(pid pg_catalog.int4) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[] := pgbg_private.request(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM @dblink@.dblink(r[1], r[2]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
-    IF n.severity = 'WARNING' THEN
-      @raise_warning@
-    ELSE
-      @raise_notice@
-    END IF;
-  END LOOP;
+  IF @dblink@.dblink_send_query(r[1], r[2]) <> 1 THEN
+    RAISE EXCEPTION 'could not send a request to the pgbg server' USING ERRCODE = 'connection_failure',
+      DETAIL = @dblink@.dblink_error_message(r[1]);
+  END IF;
+  BEGIN
+    FOR n IN SELECT * FROM @dblink@.dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+      IF n.severity = 'WARNING' THEN
+        @raise_warning@
+      ELSE
+        @raise_notice@
+      END IF;
+    END LOOP;
+  EXCEPTION WHEN query_canceled THEN
+    FOR n IN SELECT * FROM pgbg_private.notices_given_up(r[1]) LOOP
+      IF n.severity = 'WARNING' THEN
+        @raise_warning@
+      ELSE
+        @raise_notice@
+      END IF;
+    END LOOP;
+    RAISE;
+  END;
+  PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
+END $$;
+
+-- A notices request given up: canceled, and its answer read — none (the server counts none as
+-- raised) or, when it came before the cancel, the notices, which the caller raises after all.
+CREATE FUNCTION pgbg_private.notices_given_up(conn pg_catalog.text)
+RETURNS TABLE (severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text)
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+BEGIN
+  PERFORM pgbg_private.give_up(conn);
+  RETURN QUERY SELECT * FROM @dblink@.dblink_get_result(conn, false)
+    AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text);
+  PERFORM * FROM @dblink@.dblink_get_result(conn, false) AS t(x pg_catalog.text);  -- the answer's end
+EXCEPTION WHEN OTHERS THEN
+  RETURN;  -- the next call settles the connection
 END $$;
 
 -- Results: one request answered once the job has ended or filled its queue, with the worker's
@@ -500,6 +533,6 @@ GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.si
   pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
   pgbg_private.launch_json(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text),
   pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text), pgbg_private.raise_notices(pg_catalog.int4),
-  pgbg_private.give_up(pg_catalog.text), pgbg_private.abandon_launch(pg_catalog.text),
+  pgbg_private.give_up(pg_catalog.text), pgbg_private.abandon_launch(pg_catalog.text), pgbg_private.notices_given_up(pg_catalog.text),
   pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
   TO pgbackground_role;
