@@ -15,13 +15,17 @@ import type { JobObserver } from './observer.js';
 import { jobSnapshot } from './snapshot.js';
 import type { JobSnapshot } from './types.js';
 import type { LaunchContext } from '../sql/launch-context.js';
+import { errors } from '../protocol/errors.js';
 import { loadClassifier } from '../sql/classify.js';
 import { makeLogin, WorkerPool, type Login, type PoolOptions } from '../workers/pool.js';
 import type { WorkerConnection } from '../workers/worker.js';
+import { ControlConnections, type ControlOptions } from './control-connections.js';
 
 export interface EngineOptions {
   /** Worker pool limits and policy. */
   pool?: PoolOptions;
+  /** The control connections (one per login, outside the pool: cancels, lock checks): how many stay open, and for how long idle. */
+  control?: ControlOptions;
   /** A pino logger; the debug level traces each job (launch, start, end, cancel, reset). @default silent */
   logger?: Logger;
   /** Told of each job's start and end (the server's journal). */
@@ -62,7 +66,6 @@ export interface SessionOptions {
   settings?: Partial<SessionSettings>;
 }
 
-const DEFAULTS_TTL_MS = 60_000;
 /** How long a cooperative cancel waits for the worker before it terminates the backend (when its caller gave less). */
 const COOPERATIVE_GRACE_MS = 1000;
 
@@ -76,18 +79,13 @@ export class Engine implements EngineCore {
   readonly #sessions = new Set<Session>();
   readonly #running = new Set<TrackedJob>();
   #jobsStarted = 0;
-  /**
-   * One control connection per login for terminate and lock checks: outside the
-   * pool's caps, so a full pool cannot keep a cancel or a deadlock check from running.
-   */
-  readonly #monitors = new Map<string, Promise<pg.Client>>();
+  readonly #controls: ControlConnections;
   #closing: Promise<ShutdownReport> | undefined;
-  readonly #controlTail = new WeakMap<pg.Client, Promise<void>>();
-  readonly #defaults = new Map<string, { at: number; values: Map<string, string | null> }>();
 
   constructor(options: EngineOptions = {}) {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.pool = new WorkerPool(options.pool ?? {}, this.logger);
+    this.#controls = new ControlConnections(options.control ?? {}, this.logger);
     this.observer = options.observer;
     this.budgets = new LoginBudgets(options.maxQueueBytesPerLogin ?? QUEUE_BYTES_PER_LOGIN.default);
     this.maxNoticeBytesPerJob = options.maxNoticeBytesPerJob ?? NOTICE_BYTES.default;
@@ -172,8 +170,8 @@ export class Engine implements EngineCore {
     const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
-      // Still waiting for a worker: the launch fails; had it just got one, execution sees the cancel.
-      tracked.abort.abort();
+      // Still waiting for a worker: the launch fails, and a worker it gets meanwhile goes back unused.
+      tracked.abort.abort(errors.launchCanceled());
       return;
     }
     if (graceMs > 0) {
@@ -239,36 +237,17 @@ export class Engine implements EngineCore {
    * defaults), for the names given; cached a minute. Lets a caller's captured
    * settings be cut to the ones that differ, so a job's setup stays short.
    */
-  async loginDefaults(login: Login, names: string[]): Promise<Map<string, string | null>> {
-    let cached = this.#defaults.get(login.key);
-    if (!cached || Date.now() - cached.at > DEFAULTS_TTL_MS) {
-      cached = { at: Date.now(), values: new Map() };
-      this.#defaults.set(login.key, cached);
-    }
-    const missing = names.filter((n) => !cached.values.has(n));
-    if (missing.length > 0) {
-      const r = await this.#control(login, 'SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest($1::text[]) AS n', [missing]);
-      for (const row of r.rows as { n: string; v: string | null }[]) cached.values.set(row.n, row.v);
-    }
-    return cached.values;
+  loginDefaults(login: Login, names: string[]): Promise<Map<string, string | null>> {
+    return this.#controls.defaults(login, names);
   }
 
-  async #control(login: Login, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
-    let monitor = this.#monitors.get(login.key);
-    if (!monitor) {
-      const client = new pg.Client({ ...login.config, application_name: 'pgbg control' });
-      client.on('error', () => this.#monitors.delete(login.key));
-      monitor = client.connect().then(() => client);
-      monitor.catch(() => this.#monitors.delete(login.key));
-      this.#monitors.set(login.key, monitor);
-    }
-    const client = await monitor;
-    // One query at a time per connection (node-postgres no longer queues them for us).
-    const previous = this.#controlTail.get(client) ?? Promise.resolve();
-    const run = previous.then(() => client.query(sql, params));
-    const tail = run.then(() => undefined, () => undefined);
-    this.#controlTail.set(client, tail);
-    return run;
+  /** Control connections open now (one per login used lately; see EngineOptions.control). */
+  get controlConnections(): number {
+    return this.#controls.size;
+  }
+
+  #control(login: Login, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
+    return this.#controls.query(login, sql, params);
   }
 
   async #shutdown(graceMs: number): Promise<ShutdownReport> {
@@ -282,9 +261,7 @@ export class Engine implements EngineCore {
       canceled.push(...left.map(jobSnapshot));
     }
     await this.pool.close();
-    const monitors = [...this.#monitors.values()];
-    this.#monitors.clear();
-    await Promise.all(monitors.map((m) => m.then((c) => c.end()).catch(() => undefined)));
+    await this.#controls.close();
     return { finished: runningAtStart - canceled.length, canceled };
   }
 }

@@ -218,8 +218,11 @@ export class Job implements WorkerJob {
       this.fields = [COMMAND_TAG_FIELD];
       if (!this.discarding) {
         for (const tag of tags) {
-          this.#rows.push(encodeDataRow([tag]));
+          const row = encodeDataRow([tag]);
+          this.#rows.push(row);
           this.#counts.push(1);
+          // takeRows gives back what is taken: what is buffered must have been counted.
+          this.#bufferedBytes += row.length;
         }
       }
     }

@@ -19,6 +19,7 @@ import { classifyStatements } from '../sql/classify.js';
 import { jobSnapshot } from './snapshot.js';
 import { captureLaunchContext, type LaunchContext } from '../sql/launch-context.js';
 import type { Login } from '../workers/pool.js';
+import type { WorkerConnection } from '../workers/worker.js';
 import { rowParser } from './rows.js';
 import { resultStreams } from './result-streams.js';
 
@@ -216,7 +217,6 @@ export class Session {
     this.#stats.timedOut++;
   }
 
-
   /**
    * The result once the job has ended or filled its queue — what one read can take
    * at once: its columns, how many notices are still to hand out (-1 while the job
@@ -238,16 +238,19 @@ export class Session {
    * result was read (kept a while for that: the reader asks right after the rows).
    */
   deliverNotices(pid: number): Notice[] {
+    const pending = this.pendingNotices(pid);
+    pending.handedOut();
+    return pending.notices;
+  }
+
+  /** deliverNotices in two steps: the notices, and `handedOut` once they reached the reader (a reader that gives up leaves them for the next). */
+  pendingNotices(pid: number): { notices: Notice[]; handedOut(): void } {
     const kept = this.#undeliveredNotices.get(pid);
-    if (kept) {
-      this.#undeliveredNotices.delete(pid);
-      return kept;
-    }
+    if (kept) return { notices: kept, handedOut: () => void (this.#undeliveredNotices.get(pid) === kept && this.#undeliveredNotices.delete(pid)) };
     const tracked = this.#jobs.get(pid);
-    if (!tracked) return [];
-    const notices = tracked.job.notices.slice(tracked.noticesDelivered);
-    tracked.noticesDelivered = tracked.job.notices.length;
-    return notices;
+    if (!tracked) return { notices: [], handedOut: () => undefined };
+    const upTo = tracked.job.notices.length;
+    return { notices: tracked.job.notices.slice(tracked.noticesDelivered, upTo), handedOut: () => void (tracked.noticesDelivered = Math.max(tracked.noticesDelivered, upTo)) };
   }
 
   /** The tracked job behind a handle (raises as the operations do for an unknown handle or a wrong cookie). */
@@ -274,6 +277,8 @@ export class Session {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Nobody is left to read what a launch still waiting for a worker would start: it never runs.
+    for (const tracked of this.#launching.values()) tracked?.abort.abort(errors.sessionClosed());
     for (const tracked of this.#jobs.values()) {
       tracked.job.discard();
       tracked.job.releaseMemory();
@@ -283,7 +288,7 @@ export class Session {
   }
 
   async #launch(sql: string, options: LaunchOptions, resultsDisabled: boolean): Promise<Handle> {
-    if (this.#closed) throw new PgbgError(SqlState.objectNotInPrerequisiteState, 'this pgbg session is closed');
+    if (this.#closed) throw errors.sessionClosed();
     await this.core.ready();
     const plan = classifyStatements(sql);
     const queueSize = resolveQueueSize(options.queueSize, this.settings.defaultQueueSize);
@@ -309,15 +314,14 @@ export class Session {
         noticesDelivered: 0,
       };
       this.#launching.set(job, tracked);
-      const worker = await this.core.pool.acquire(tracked.login, new Set(this.#jobs.keys()), tracked.abort.signal);
+      if (this.#closed) throw errors.sessionClosed();
+      const worker = await this.#acquire(tracked, options.signal);
       tracked.worker = worker;
       job.assignWorker(worker.pid);
       this.core.jobStarted(tracked);
       this.#consumed.delete(worker.pid);
       this.#jobs.set(worker.pid, tracked);
-      // Closed while this launch waited for a worker: nobody will read the job.
-      kept = !this.#closed;
-      if (!kept) job.discard();
+      kept = true;
       this.#stats.launched++;
       tracked.settled = executeJob(this.core, tracked, worker, plan).then(() => this.#count(tracked));
       this.logger.debug({ pid: job.pid, queueSize, resultsDisabled }, 'job launched');
@@ -325,6 +329,27 @@ export class Session {
     } finally {
       this.#launching.delete(job);
       if (!kept) job.releaseMemory();
+    }
+  }
+
+  /** A worker for the launch, unless it is given up first (its signal, the session closing): then its SQL never runs. */
+  async #acquire(tracked: TrackedJob, signal: AbortSignal | undefined): Promise<WorkerConnection> {
+    const { abort } = tracked;
+    const giveUp = () => void this.core.cancelJob(tracked, 0);
+    if (signal?.aborted) giveUp();
+    signal?.addEventListener('abort', giveUp, { once: true });
+    try {
+      const worker = await this.core.pool.acquire(tracked.login, new Set(this.#jobs.keys()), abort.signal).catch((err: unknown) => {
+        throw abort.signal.aborted ? (abort.signal.reason as Error) : err;
+      });
+      if (abort.signal.aborted) {
+        // Given up just as the worker came: it goes back unused.
+        this.core.pool.release(worker, true);
+        throw abort.signal.reason as Error;
+      }
+      return worker;
+    } finally {
+      signal?.removeEventListener('abort', giveUp);
     }
   }
 

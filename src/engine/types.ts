@@ -27,6 +27,11 @@ export interface LaunchOptions {
   label?: string | undefined;
   /** Called for each notice or warning the worker raises. */
   onNotice?: (notice: Notice) => void;
+  /**
+   * Gives the launch up while it waits for a worker (the pool at its caps): it then
+   * fails with 57014 and its SQL never runs. No effect once the launch has resolved.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 export interface SessionSettings {

@@ -14,6 +14,32 @@ CREATE TABLE pgbg_private.role_keys (role_oid oid NOT NULL, proof_key bytea NOT 
 CREATE TABLE pgbg_private.server (generation text NOT NULL);
 -- privileges: {<installer>=arwdDxt/<installer>,pgbackground_role=r/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.abandon_launch(conn text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+DECLARE
+  h record;
+BEGIN
+  IF pgbg_private.give_up(conn) THEN
+    RETURN;
+  END IF;
+  IF NOT conn = ANY (COALESCE("public".dblink_get_connections(), '{}')) THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT t.pid, t.cookie INTO h FROM "public".dblink_get_result(conn) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+    PERFORM * FROM "public".dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
+  EXCEPTION WHEN OTHERS THEN
+    RETURN;  -- an error answer: nothing was launched
+  END;
+  IF h.pid IS NOT NULL THEN
+    PERFORM pgbg_private.call(pgbg_private.handle_json('cancel', h.pid, h.cookie));
+  END IF;
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.ask(body jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -26,8 +52,32 @@ BEGIN
   SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  DECLARE
+EXCEPTION
+  WHEN query_canceled THEN
+    -- (run and run_query launch: one still waiting for a worker must not run later.)
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.give_up(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
+  WHEN OTHERS THEN
+    DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
 BEGIN
   GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
@@ -95,6 +145,23 @@ BEGIN
     ) s WHERE v IS NOT NULL);
   END IF;
   RETURN pg_catalog.json_strip_nulls(pg_catalog.json_object(ARRAY['search_path', 'TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output', 'lc_messages', 'lc_monetary', 'lc_numeric', 'lc_time', 'default_text_search_config', 'standard_conforming_strings', 'xmlbinary', 'xmloption', 'row_security', 'client_min_messages', 'check_function_bodies', 'array_nulls', 'quote_all_identifiers', 'transform_null_equals', 'backslash_quote', 'work_mem', 'maintenance_work_mem', 'temp_buffers', 'hash_mem_multiplier', 'temp_tablespaces', 'default_tablespace', 'lock_timeout', 'idle_in_transaction_session_timeout', 'synchronous_commit', 'session_replication_role', 'default_transaction_isolation', 'default_transaction_deferrable', 'enable_seqscan', 'enable_indexscan', 'enable_indexonlyscan', 'enable_bitmapscan', 'enable_tidscan', 'enable_hashjoin', 'enable_mergejoin', 'enable_nestloop', 'enable_sort', 'enable_incremental_sort', 'enable_hashagg', 'enable_material', 'enable_memoize', 'enable_partitionwise_join', 'enable_partitionwise_aggregate', 'enable_partition_pruning', 'enable_parallel_append', 'enable_parallel_hash', 'enable_gathermerge', 'jit', 'random_page_cost', 'seq_page_cost', 'cpu_tuple_cost', 'cpu_index_tuple_cost', 'cpu_operator_cost', 'effective_cache_size', 'effective_io_concurrency', 'default_statistics_target', 'constraint_exclusion', 'cursor_tuple_fraction', 'from_collapse_limit', 'join_collapse_limit', 'geqo', 'plan_cache_mode', 'max_parallel_workers_per_gather', 'parallel_setup_cost', 'parallel_tuple_cost', 'force_parallel_mode', 'debug_parallel_query', 'vacuum_cost_delay', 'vacuum_cost_limit', 'gin_fuzzy_search_limit', 'commit_delay']::pg_catalog.text[], ARRAY[pg_catalog.current_setting('search_path', true), pg_catalog.current_setting('TimeZone', true), pg_catalog.current_setting('DateStyle', true), pg_catalog.current_setting('IntervalStyle', true), pg_catalog.current_setting('extra_float_digits', true), pg_catalog.current_setting('bytea_output', true), pg_catalog.current_setting('lc_messages', true), pg_catalog.current_setting('lc_monetary', true), pg_catalog.current_setting('lc_numeric', true), pg_catalog.current_setting('lc_time', true), pg_catalog.current_setting('default_text_search_config', true), pg_catalog.current_setting('standard_conforming_strings', true), pg_catalog.current_setting('xmlbinary', true), pg_catalog.current_setting('xmloption', true), pg_catalog.current_setting('row_security', true), pg_catalog.current_setting('client_min_messages', true), pg_catalog.current_setting('check_function_bodies', true), pg_catalog.current_setting('array_nulls', true), pg_catalog.current_setting('quote_all_identifiers', true), pg_catalog.current_setting('transform_null_equals', true), pg_catalog.current_setting('backslash_quote', true), pg_catalog.current_setting('work_mem', true), pg_catalog.current_setting('maintenance_work_mem', true), pg_catalog.current_setting('temp_buffers', true), pg_catalog.current_setting('hash_mem_multiplier', true), pg_catalog.current_setting('temp_tablespaces', true), pg_catalog.current_setting('default_tablespace', true), pg_catalog.current_setting('lock_timeout', true), pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('synchronous_commit', true), pg_catalog.current_setting('session_replication_role', true), pg_catalog.current_setting('default_transaction_isolation', true), pg_catalog.current_setting('default_transaction_deferrable', true), pg_catalog.current_setting('enable_seqscan', true), pg_catalog.current_setting('enable_indexscan', true), pg_catalog.current_setting('enable_indexonlyscan', true), pg_catalog.current_setting('enable_bitmapscan', true), pg_catalog.current_setting('enable_tidscan', true), pg_catalog.current_setting('enable_hashjoin', true), pg_catalog.current_setting('enable_mergejoin', true), pg_catalog.current_setting('enable_nestloop', true), pg_catalog.current_setting('enable_sort', true), pg_catalog.current_setting('enable_incremental_sort', true), pg_catalog.current_setting('enable_hashagg', true), pg_catalog.current_setting('enable_material', true), pg_catalog.current_setting('enable_memoize', true), pg_catalog.current_setting('enable_partitionwise_join', true), pg_catalog.current_setting('enable_partitionwise_aggregate', true), pg_catalog.current_setting('enable_partition_pruning', true), pg_catalog.current_setting('enable_parallel_append', true), pg_catalog.current_setting('enable_parallel_hash', true), pg_catalog.current_setting('enable_gathermerge', true), pg_catalog.current_setting('jit', true), pg_catalog.current_setting('random_page_cost', true), pg_catalog.current_setting('seq_page_cost', true), pg_catalog.current_setting('cpu_tuple_cost', true), pg_catalog.current_setting('cpu_index_tuple_cost', true), pg_catalog.current_setting('cpu_operator_cost', true), pg_catalog.current_setting('effective_cache_size', true), pg_catalog.current_setting('effective_io_concurrency', true), pg_catalog.current_setting('default_statistics_target', true), pg_catalog.current_setting('constraint_exclusion', true), pg_catalog.current_setting('cursor_tuple_fraction', true), pg_catalog.current_setting('from_collapse_limit', true), pg_catalog.current_setting('join_collapse_limit', true), pg_catalog.current_setting('geqo', true), pg_catalog.current_setting('plan_cache_mode', true), pg_catalog.current_setting('max_parallel_workers_per_gather', true), pg_catalog.current_setting('parallel_setup_cost', true), pg_catalog.current_setting('parallel_tuple_cost', true), pg_catalog.current_setting('force_parallel_mode', true), pg_catalog.current_setting('debug_parallel_query', true), pg_catalog.current_setting('vacuum_cost_delay', true), pg_catalog.current_setting('vacuum_cost_limit', true), pg_catalog.current_setting('gin_fuzzy_search_limit', true), pg_catalog.current_setting('commit_delay', true)]));
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
+CREATE OR REPLACE FUNCTION pgbg_private.give_up(conn text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+BEGIN
+  IF NOT conn = ANY (COALESCE("public".dblink_get_connections(), '{}')) THEN
+    RETURN false;  -- dropped
+  END IF;
+  IF "public".dblink_is_busy(conn) = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM "public".dblink_cancel_query(conn);
+  RETURN true;  -- the next call reads the answer away
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
@@ -188,11 +255,35 @@ DECLARE
   h "public".pg_background_handle;
 BEGIN
   r := pgbg_private.send(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  -- An error answer is raised here; its end is read by the next call's settle.
   SELECT t.pid, t.cookie INTO h FROM "public".dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  DECLARE
+EXCEPTION
+  WHEN query_canceled THEN
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.abandon_launch(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
+  WHEN OTHERS THEN
+    DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
 BEGIN
   GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
@@ -247,6 +338,21 @@ AS $function$
 $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.notices_given_up(conn text)
+ RETURNS TABLE(severity text, message text, detail text, hint text)
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+BEGIN
+  PERFORM pgbg_private.give_up(conn);
+  RETURN QUERY SELECT * FROM "public".dblink_get_result(conn, false)
+    AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text);
+  PERFORM * FROM "public".dblink_get_result(conn, false) AS t(x pg_catalog.text);  -- the answer's end
+EXCEPTION WHEN OTHERS THEN
+  RETURN;  -- the next call settles the connection
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.pad64(key bytea, pad integer)
  RETURNS bytea
  LANGUAGE plpgsql
@@ -271,9 +377,10 @@ DECLARE
   r pg_catalog.text[] := pgbg_private.send(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
-    IF n.severity = 'WARNING' THEN
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+  BEGIN
+    FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -286,8 +393,8 @@ BEGIN
       RAISE WARNING USING MESSAGE = n.message;
     END IF;
   END IF;
-    ELSE
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -300,8 +407,42 @@ BEGIN
       RAISE NOTICE USING MESSAGE = n.message;
     END IF;
   END IF;
+      END IF;
+    END LOOP;
+  EXCEPTION WHEN query_canceled THEN
+    FOR n IN SELECT * FROM pgbg_private.notices_given_up(r[1]) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail;
     END IF;
-  END LOOP;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      END IF;
+    END LOOP;
+    RAISE;
+  END;
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
@@ -475,10 +616,12 @@ BEGIN
     PERFORM "public".dblink_cancel_query(conn);
   ELSE
     -- Nothing to read on an idle connection: an empty set at once. An answer left behind
-    -- comes out as a row or as an error (its own, or a shape other than this one).
+    -- comes out as a row, as an error of another shape than this one, or — an error answer,
+    -- read without raising it (a canceled request's is 57014, which OTHERS does not catch) —
+    -- as an empty set with the connection's error message set.
     BEGIN
-      PERFORM * FROM "public".dblink_get_result(conn) AS t(x pg_catalog.text);
-      IF NOT FOUND THEN RETURN; END IF;
+      PERFORM * FROM "public".dblink_get_result(conn, false) AS t(x pg_catalog.text);
+      IF NOT FOUND AND "public".dblink_error_message(conn) = 'OK' THEN RETURN; END IF;
     EXCEPTION WHEN OTHERS THEN
       NULL;
     END;

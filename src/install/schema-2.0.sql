@@ -62,6 +62,32 @@ CREATE VIEW public.pg_background_list AS
    FROM pg_background_list() l(pid integer, cookie bigint, launched_at timestamp with time zone, user_id oid, queue_size integer, state text, sql_preview text, last_error text, consumed boolean, label text);
 -- privileges: {<installer>=arwdDxt/<installer>,pgbackground_role=r/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.abandon_launch(conn text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+DECLARE
+  h record;
+BEGIN
+  IF pgbg_private.give_up(conn) THEN
+    RETURN;
+  END IF;
+  IF NOT conn = ANY (COALESCE("public".dblink_get_connections(), '{}')) THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT t.pid, t.cookie INTO h FROM "public".dblink_get_result(conn) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+    PERFORM * FROM "public".dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
+  EXCEPTION WHEN OTHERS THEN
+    RETURN;  -- an error answer: nothing was launched
+  END;
+  IF h.pid IS NOT NULL THEN
+    PERFORM pgbg_private.call(pgbg_private.handle_json('cancel', h.pid, h.cookie));
+  END IF;
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.ask(body jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -74,8 +100,32 @@ BEGIN
   SELECT t.answer INTO answer FROM "public".dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  DECLARE
+EXCEPTION
+  WHEN query_canceled THEN
+    -- (run and run_query launch: one still waiting for a worker must not run later.)
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.give_up(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
+  WHEN OTHERS THEN
+    DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
 BEGIN
   GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
@@ -159,6 +209,23 @@ AS $function$
   SELECT (pgbg_private.ask(pg_catalog.jsonb_build_object('op', op, 'api', '2.0') OPERATOR(pg_catalog.||) extra) OPERATOR(pg_catalog.->>) 'count')::pg_catalog.int4
 $function$;
 -- privileges: {=X/<installer>,<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
+CREATE OR REPLACE FUNCTION pgbg_private.give_up(conn text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+BEGIN
+  IF NOT conn = ANY (COALESCE("public".dblink_get_connections(), '{}')) THEN
+    RETURN false;  -- dropped
+  END IF;
+  IF "public".dblink_is_busy(conn) = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM "public".dblink_cancel_query(conn);
+  RETURN true;  -- the next call reads the answer away
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
 CREATE OR REPLACE FUNCTION pgbg_private.grant_privileges(role_name text, print_commands boolean)
  RETURNS boolean
@@ -260,11 +327,35 @@ DECLARE
   h "public".pg_background_handle;
 BEGIN
   r := pgbg_private.send(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  -- An error answer is raised here; its end is read by the next call's settle.
   SELECT t.pid, t.cookie INTO h FROM "public".dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  DECLARE
+EXCEPTION
+  WHEN query_canceled THEN
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.abandon_launch(r[1]);
+    END IF;
+    DECLARE
+  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
+BEGIN
+  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+  IF COALESCE(e_detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
+    END IF;
+  ELSE
+    IF COALESCE(e_hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
+    END IF;
+  END IF;
+END;
+  WHEN OTHERS THEN
+    DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
 BEGIN
   GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT, e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
@@ -342,6 +433,21 @@ AS $function$
 $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
 
+CREATE OR REPLACE FUNCTION pgbg_private.notices_given_up(conn text)
+ RETURNS TABLE(severity text, message text, detail text, hint text)
+ LANGUAGE plpgsql
+ SET client_min_messages TO 'warning'
+AS $function$
+BEGIN
+  PERFORM pgbg_private.give_up(conn);
+  RETURN QUERY SELECT * FROM "public".dblink_get_result(conn, false)
+    AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text);
+  PERFORM * FROM "public".dblink_get_result(conn, false) AS t(x pg_catalog.text);  -- the answer's end
+EXCEPTION WHEN OTHERS THEN
+  RETURN;  -- the next call settles the connection
+END $function$;
+-- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
+
 CREATE OR REPLACE FUNCTION pgbg_private.pad64(key bytea, pad integer)
  RETURNS bytea
  LANGUAGE plpgsql
@@ -366,9 +472,10 @@ DECLARE
   r pg_catalog.text[] := pgbg_private.send(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
-    IF n.severity = 'WARNING' THEN
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+  BEGIN
+    FOR n IN SELECT * FROM "public".dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -381,8 +488,8 @@ BEGIN
       RAISE WARNING USING MESSAGE = n.message;
     END IF;
   END IF;
-    ELSE
-        IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
     IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
       RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
     ELSE
@@ -395,8 +502,42 @@ BEGIN
       RAISE NOTICE USING MESSAGE = n.message;
     END IF;
   END IF;
+      END IF;
+    END LOOP;
+  EXCEPTION WHEN query_canceled THEN
+    FOR n IN SELECT * FROM pgbg_private.notices_given_up(r[1]) LOOP
+      IF n.severity = 'WARNING' THEN
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message, DETAIL = n.detail;
     END IF;
-  END LOOP;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE WARNING USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE WARNING USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      ELSE
+          IF COALESCE(n.detail, '') OPERATOR(pg_catalog.<>) '' THEN
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message, DETAIL = n.detail;
+    END IF;
+  ELSE
+    IF COALESCE(n.hint, '') OPERATOR(pg_catalog.<>) '' THEN
+      RAISE NOTICE USING MESSAGE = n.message, HINT = n.hint;
+    ELSE
+      RAISE NOTICE USING MESSAGE = n.message;
+    END IF;
+  END IF;
+      END IF;
+    END LOOP;
+    RAISE;
+  END;
   PERFORM * FROM "public".dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
 END $function$;
 -- privileges: {<installer>=X/<installer>,pgbackground_role=X/<installer>}
@@ -570,10 +711,12 @@ BEGIN
     PERFORM "public".dblink_cancel_query(conn);
   ELSE
     -- Nothing to read on an idle connection: an empty set at once. An answer left behind
-    -- comes out as a row or as an error (its own, or a shape other than this one).
+    -- comes out as a row, as an error of another shape than this one, or — an error answer,
+    -- read without raising it (a canceled request's is 57014, which OTHERS does not catch) —
+    -- as an empty set with the connection's error message set.
     BEGIN
-      PERFORM * FROM "public".dblink_get_result(conn) AS t(x pg_catalog.text);
-      IF NOT FOUND THEN RETURN; END IF;
+      PERFORM * FROM "public".dblink_get_result(conn, false) AS t(x pg_catalog.text);
+      IF NOT FOUND AND "public".dblink_error_message(conn) = 'OK' THEN RETURN; END IF;
     EXCEPTION WHEN OTHERS THEN
       NULL;
     END;

@@ -121,6 +121,11 @@ export const errors = {
   copy: () => new PgbgError(SqlState.featureNotSupported, 'COPY protocol not allowed in pg_background'),
   lostConnection: (pid: number, detail?: string) =>
     new PgbgError(SqlState.connectionFailure, `lost connection to worker process with PID ${pid}`, detail ? { detail } : {}),
+  launchCanceled: () =>
+    new PgbgError(SqlState.queryCanceled, 'the launch was canceled while it waited for a background worker', {
+      detail: 'Its SQL was never sent to a worker.',
+    }),
+  sessionClosed: () => new PgbgError(SqlState.objectNotInPrerequisiteState, 'this pgbg session is closed'),
   noCapacity: (hint: string, detail?: string) =>
     new PgbgError(SqlState.insufficientResources, 'could not start background worker', detail ? { hint, detail } : { hint }),
   memoryBudget: (login: string, limit: number, held: number, asked: number) =>

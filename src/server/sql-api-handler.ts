@@ -129,12 +129,15 @@ export class SqlApiHandler implements WireHandler {
     const caller = conn.state.get('caller') as Caller | undefined;
     if (req.op === 'hello') return this.#hello(req, signed, roleOid, conn);
     if (!caller) throw new PgbgError('08P01', 'pgbg SQL API request before hello');
-    const role = await this.#verify(signed, caller, conn.database);
+    // A caller that gives up while its request is still being verified (a key re-read waiting on
+    // the database) gets its answer at once, and the request never runs.
+    const role = await unlessAborted(this.#verify(signed, caller, conn.database), signal);
+    signal.throwIfAborted();
     const worded = (err: unknown) => {
       throw req.api === '2.0' ? as20(err) : err;
     };
     if (req.op === 'describe_result') return this.#describeResult(req, caller, { role, seq: signed.seq }, signal).catch(worded);
-    const answer = this.#dispatch(req, caller, role, conn.database).catch(worded);
+    const answer = this.#dispatch(req, caller, role, conn.database, signal).catch(worded);
     // A caller that gave up waiting (statement_timeout, Ctrl-C) cancels its request so that its
     // connection is free for the next one; the job itself is not touched.
     return WAITING_OPS.has(req.op) ? unlessAborted(answer, signal) : answer;
@@ -249,8 +252,12 @@ export class SqlApiHandler implements WireHandler {
     return this.#engine.hasPrivilegesOf(login, role.roleOid, owner);
   }
 
-  /** A launch for the caller: its role's login, its settings, its backend (for the deadlock check). */
-  async #launch(op: 'launch' | 'submit', req: LaunchRequest, caller: Caller, role: RoleKey, database: string): Promise<Handle> {
+  /**
+   * A launch for the caller: its role's login, its settings, its backend (for the deadlock check).
+   * A caller that gives up (cancels the request, or its backend ends) while the launch waits
+   * for a worker abandons it: the job never runs.
+   */
+  async #launch(op: 'launch' | 'submit', req: LaunchRequest, caller: Caller, role: RoleKey, database: string, signal: AbortSignal): Promise<Handle> {
     const { session } = caller.backend;
     const login = this.#loginFor(database, role);
     const context = {
@@ -259,7 +266,7 @@ export class SqlApiHandler implements WireHandler {
       statementTimeoutMs: req.statement_timeout_ms,
       launcherPid: caller.backend.backendPid,
     };
-    return session[op](req.sql, { queueSize: req.queue_size, context, login, label: req.label });
+    return session[op](req.sql, { queueSize: req.queue_size, context, login, label: req.label, signal });
   }
 
   /** True when the caller has the privileges of the job's owner role (so it may see and touch it). */
@@ -268,7 +275,7 @@ export class SqlApiHandler implements WireHandler {
     return owner !== undefined && (await this.#mayTouch(owner.roleOid, owner.login, role));
   }
 
-  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string): Promise<WireResult> {
+  async #dispatch(req: Exclude<Request, { op: 'hello' | 'describe_result' }>, caller: Caller, role: RoleKey, database: string, signal: AbortSignal): Promise<WireResult> {
     const { backend } = caller;
     const session = backend.session;
     if ('max_workers' in req) applySettings(session, req);
@@ -277,7 +284,7 @@ export class SqlApiHandler implements WireHandler {
       const v2: V2Caller = {
         session,
         mayTouch: (pid) => this.#visible(session, pid, role),
-        launch: (op, launch) => this.#launch(op, launch, caller, role, database),
+        launch: (op, launch) => this.#launch(op, launch, caller, role, database, signal),
       };
       const answer = await answerV2(req, v2);
       return req.op === 'record_timeout' ? { commandTag: 'RECORD TIMEOUT' } : json(answer);
@@ -285,19 +292,22 @@ export class SqlApiHandler implements WireHandler {
     switch (req.op) {
       case 'launch':
       case 'submit': {
-        const h = await this.#launch(req.op, req, caller, role, database);
+        const h = await this.#launch(req.op, req, caller, role, database, signal);
         return one([['pid', INT4], ['cookie', INT8]], [String(h.pid), String(h.cookie)]);
       }
       case 'result':
         return relayed(await session.rawResult(ref(req)));
       case 'notices': {
         // dblink does not pass remote notices on: the wrapper asks for them after the rows or a wait, and raises them.
-        const notices = session.deliverNotices(req.pid);
-        return rows(
+        // They count as handed out once the answer went out: a caller that gave up first gets them with the result.
+        signal.throwIfAborted();
+        const pending = session.pendingNotices(req.pid);
+        const answer = rows(
           [['severity', TEXT], ['message', TEXT], ['detail', TEXT], ['hint', TEXT]],
-          notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
+          pending.notices.map((n) => [n.severity ?? 'NOTICE', n.message, n.detail ?? null, n.hint ?? null]),
           'SELECT',
         );
+        return { ...answer, onSent: pending.handedOut };
       }
       case 'detach':
         session.detach(ref(req));

@@ -100,6 +100,7 @@ async function sendResult(out: WireOutput, result: WireResult, signal: AbortSign
     }
   }
   out.write(commandComplete(result.commandTag));
+  if (!signal.aborted && !out.closed) result.onSent?.();
 }
 
 export async function runSimpleQuery(ctx: QueryContext, sql: string, signal: AbortSignal): Promise<void> {

@@ -22,6 +22,8 @@ export interface WireResult {
   dataRows?: AsyncIterable<Buffer[]>;
   /** e.g. 'SELECT 3', 'INSERT 0 1'. */
   commandTag: string;
+  /** Called once the result went out whole — not when the query was canceled or the client left first. */
+  onSent?: () => void;
 }
 
 /** WireConnection = what a handler sees of one client connection (a WireClient). */

@@ -143,6 +143,11 @@ export class WorkerPool {
     return n;
   }
 
+  /** Launches waiting in the queue for a connection now. */
+  get queuedLaunches(): number {
+    return this.#queued.size;
+  }
+
   get idleCount(): number {
     let n = 0;
     for (const b of this.#buckets.values()) n += b.idle.length;

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Engine } from '../../src/index.js';
+import { Engine, type EngineOptions } from '../../src/index.js';
 import { install } from '../../src/install/install.js';
 import type { ApiVersion } from '../../src/install/script.js';
 import { RoleKeys } from '../../src/server/role-keys.js';
@@ -64,9 +64,9 @@ async function managedAdmin(database: string): Promise<{ name: string; url: stri
  */
 export async function startTestApi(
   adminUrl: string,
-  options: { admin?: (database: string) => pg.ClientConfig; install?: boolean; apiVersion?: ApiVersion } = {},
+  options: { admin?: (database: string) => pg.ClientConfig; install?: boolean; apiVersion?: ApiVersion; engine?: EngineOptions } = {},
 ): Promise<TestApi> {
-  const engine = new Engine({ logger: testLogger() });
+  const engine = new Engine({ logger: testLogger(), ...options.engine });
   const database = decodeURIComponent(new URL(adminUrl).pathname.slice(1));
   const managed = MANAGED && options.install !== false ? await managedAdmin(database) : undefined;
   const keys = new RoleKeys(options.admin ?? managed?.config ?? adminConfig, testLogger());

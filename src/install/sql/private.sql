@@ -150,10 +150,12 @@ BEGIN
     PERFORM @dblink@.dblink_cancel_query(conn);
   ELSE
     -- Nothing to read on an idle connection: an empty set at once. An answer left behind
-    -- comes out as a row or as an error (its own, or a shape other than this one).
+    -- comes out as a row, as an error of another shape than this one, or — an error answer,
+    -- read without raising it (a canceled request's is 57014, which OTHERS does not catch) —
+    -- as an empty set with the connection's error message set.
     BEGIN
-      PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);
-      IF NOT FOUND THEN RETURN; END IF;
+      PERFORM * FROM @dblink@.dblink_get_result(conn, false) AS t(x pg_catalog.text);
+      IF NOT FOUND AND @dblink@.dblink_error_message(conn) = 'OK' THEN RETURN; END IF;
     EXCEPTION WHEN OTHERS THEN
       NULL;
     END;
@@ -259,10 +261,59 @@ BEGIN
   SELECT t.answer INTO answer FROM @dblink@.dblink_get_result(r[1]) AS t(answer pg_catalog.jsonb);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN answer;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  @reraise@
+EXCEPTION
+  WHEN query_canceled THEN
+    -- (run and run_query launch: one still waiting for a worker must not run later.)
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.give_up(r[1]);
+    END IF;
+    @reraise@
+  WHEN OTHERS THEN
+    @reraise@
 END $$;
 
+-- A request given up by statement_timeout or Ctrl-C while the server still works on it is
+-- canceled at once (the next call would, but only then), so that the server stops at once too:
+-- a launch still waiting for a worker is dropped. True if there was one to cancel.
+CREATE FUNCTION pgbg_private.give_up(conn pg_catalog.text) RETURNS pg_catalog.bool
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+BEGIN
+  IF NOT conn = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN false;  -- dropped
+  END IF;
+  IF @dblink@.dblink_is_busy(conn) = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM @dblink@.dblink_cancel_query(conn);
+  RETURN true;  -- the next call reads the answer away
+END $$;
+
+-- A launch given up must never run: one that still waits for a worker (the pool at its caps) is
+-- dropped by the server; one answered just as the caller gave up is canceled.
+CREATE FUNCTION pgbg_private.abandon_launch(conn pg_catalog.text) RETURNS void
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+DECLARE
+  h record;
+BEGIN
+  IF pgbg_private.give_up(conn) THEN
+    RETURN;
+  END IF;
+  IF NOT conn = ANY (COALESCE(@dblink@.dblink_get_connections(), '{}')) THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink_get_result(conn) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
+    PERFORM * FROM @dblink@.dblink_get_result(conn) AS t(x pg_catalog.text);  -- the answer's end
+  EXCEPTION WHEN OTHERS THEN
+    RETURN;  -- an error answer: nothing was launched
+  END;
+  IF h.pid IS NOT NULL THEN
+    PERFORM pgbg_private.call(pgbg_private.handle_json('cancel', h.pid, h.cookie));
+  END IF;
+END $$;
+
+-- Sent asynchronously, so that statement_timeout and Ctrl-C stop a launch that waits for a worker
+-- (a synchronous dblink call waits for the answer even when interrupted).
 CREATE FUNCTION pgbg_private.launch(op pg_catalog.text, sql pg_catalog.text, queue_size pg_catalog.int4, label pg_catalog.text DEFAULT NULL) RETURNS @schema@.pg_background_handle
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -270,29 +321,64 @@ DECLARE
   h @schema@.pg_background_handle;
 BEGIN
   r := pgbg_private.send(pgbg_private.launch_json(op, sql, queue_size, label)::pg_catalog.text);
+  -- An error answer is raised here; its end is read by the next call's settle.
   SELECT t.pid, t.cookie INTO h FROM @dblink@.dblink_get_result(r[1]) AS t(pid pg_catalog.int4, cookie pg_catalog.int8);
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
   RETURN h;
-EXCEPTION WHEN OTHERS OR query_canceled THEN
-  @reraise@
+EXCEPTION
+  WHEN query_canceled THEN
+    IF r IS NOT NULL THEN
+      PERFORM pgbg_private.abandon_launch(r[1]);
+    END IF;
+    @reraise@
+  WHEN OTHERS THEN
+    @reraise@
 END $$;
 
 -- Worker notices reach the caller: dblink does not pass remote notices on, so the wrappers
--- fetch a job's notices once its rows are read and raise them here.
+-- fetch a job's notices once its rows are read and raise them here. The server counts them as
+-- raised only once its answer went out whole: sent asynchronously, so that a caller giving up
+-- (statement_timeout, Ctrl-C) cancels the request while the server is still on it, and the job's
+-- result then raises them; an answer that came all the same is raised on the way out.
 CREATE FUNCTION pgbg_private.raise_notices(pid pg_catalog.int4) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   r pg_catalog.text[] := pgbg_private.send(pg_catalog.json_build_object('op', 'notices', 'pid', pid)::pg_catalog.text);
   n record;
 BEGIN
-  FOR n IN SELECT * FROM @dblink@.dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
-    IF n.severity = 'WARNING' THEN
-      @raise_warning@
-    ELSE
-      @raise_notice@
-    END IF;
-  END LOOP;
+  BEGIN
+    FOR n IN SELECT * FROM @dblink@.dblink_get_result(r[1]) AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text) LOOP
+      IF n.severity = 'WARNING' THEN
+        @raise_warning@
+      ELSE
+        @raise_notice@
+      END IF;
+    END LOOP;
+  EXCEPTION WHEN query_canceled THEN
+    FOR n IN SELECT * FROM pgbg_private.notices_given_up(r[1]) LOOP
+      IF n.severity = 'WARNING' THEN
+        @raise_warning@
+      ELSE
+        @raise_notice@
+      END IF;
+    END LOOP;
+    RAISE;
+  END;
   PERFORM * FROM @dblink@.dblink_get_result(r[1]) AS t(x pg_catalog.text);  -- the answer's end
+END $$;
+
+-- A notices request given up: canceled, and its answer read — none (the server counts none as
+-- raised) or, when it came before the cancel, the notices, which the caller raises after all.
+CREATE FUNCTION pgbg_private.notices_given_up(conn pg_catalog.text)
+RETURNS TABLE (severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text)
+LANGUAGE plpgsql SET client_min_messages = warning AS $$
+BEGIN
+  PERFORM pgbg_private.give_up(conn);
+  RETURN QUERY SELECT * FROM @dblink@.dblink_get_result(conn, false)
+    AS t(severity pg_catalog.text, message pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text);
+  PERFORM * FROM @dblink@.dblink_get_result(conn, false) AS t(x pg_catalog.text);  -- the answer's end
+EXCEPTION WHEN OTHERS THEN
+  RETURN;  -- the next call settles the connection
 END $$;
 
 -- Results: one request answered once the job has ended or filled its queue, with the worker's
@@ -450,5 +536,6 @@ GRANT EXECUTE ON FUNCTION pgbg_private.request(pg_catalog.text), pgbg_private.si
   pgbg_private.handle_json(pg_catalog.text, pg_catalog.int4, pg_catalog.int8), pgbg_private.send(pg_catalog.text), pgbg_private.call(pg_catalog.jsonb), pgbg_private.ask(pg_catalog.jsonb),
   pgbg_private.launch_json(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text),
   pgbg_private.launch(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.text), pgbg_private.raise_notices(pg_catalog.int4),
+  pgbg_private.give_up(pg_catalog.text), pgbg_private.abandon_launch(pg_catalog.text), pgbg_private.notices_given_up(pg_catalog.text),
   pgbg_private.result_rows_query(pg_catalog.text[], pg_catalog.int4, pg_catalog.int8)
   TO pgbackground_role;
