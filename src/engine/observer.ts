@@ -21,6 +21,7 @@ export interface JobObserver {
  */
 export function combineObservers(...observers: (JobObserver | undefined)[]): JobObserver {
   const list = observers.filter((o): o is JobObserver => o !== undefined);
+  if (list.length === 1) return list[0]!;
   const each = (tell: (o: JobObserver) => void) => {
     for (const o of list) {
       try {

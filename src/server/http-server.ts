@@ -106,6 +106,9 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    req.on('close', () => {
+      if (!req.complete) reject(new HttpError(400, SqlState.connectionFailure, 'the request was cut off'));
+    });
   });
 }
 
