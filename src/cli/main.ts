@@ -2,6 +2,7 @@
 /** The `pgbg` command line. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { API_VERSIONS, DEFAULT_API_VERSION, type ApiVersion } from '../install/script.js';
+import { parseHttpAddress, type HttpAddress } from '../server/http-settings.js';
 import { installCommand, uninstallCommand } from './install.js';
 import { serve } from './serve.js';
 
@@ -20,6 +21,14 @@ const portNumber = wholeNumber('a port is a whole number from 1 to 65535', 1, 65
 const positive = wholeNumber('a whole number, 1 or more', 1);
 const days = wholeNumber('days: a whole number, 0 or more', 0);
 const milliseconds = wholeNumber('milliseconds: a whole number, 0 or more', 0);
+
+function httpAddress(value: string): HttpAddress {
+  try {
+    return parseHttpAddress(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
 
 const BYTE_UNITS: Record<string, number> = { '': 1, B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
 
@@ -56,6 +65,7 @@ program
   .option('--release-memory-ms <ms>', 'after this long without activity, collect garbage so memory goes back (0 = never)', milliseconds, 3000)
   .option('--journal-retention-days <n>', 'jobs stay in the journal (pgbg_server.jobs) this many days (0 = forever)', days, 7)
   .addOption(new Option('--journal-sql <mode>', 'SQL text in the journal: the first 120 characters of each job (preview) or none').choices(['preview', 'none']).default('preview'))
+  .option('--http <address>', 'the HTTP API (status, jobs, cancel, metrics, health): off, HOST or HOST:PORT (default: 127.0.0.1 and the port in the data folder, else a free one)', httpAddress, { host: '127.0.0.1' })
   .option('--log-level <level>', 'pino log level', 'info')
   .addOption(new Option('--api-version <version>', 'embedded: the pg_background surface installed in its database (an installed one is kept)').choices(API_VERSIONS).default(DEFAULT_API_VERSION))
   .addHelpText('after', '\nExamples:\n  pgbg serve --embedded --port 54329\n  pgbg serve --database postgresql://pgbg_admin@db.internal/app --pgpass ~/.pgbg.pgpass\n')
@@ -64,7 +74,7 @@ program
     pgpass?: string; passwords?: string; trustSocket?: string; data: string; graceMs: number; logLevel: string;
     maxConnections?: number; maxConnectionsPerLogin?: number; maxWorkers?: number; maxWorkersPerLogin?: number;
     idleTimeoutMs: number; releaseMemoryMs: number; maxRequestBytes: number;
-    maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none'; apiVersion: ApiVersion;
+    maxQueueBytesPerLogin: number; journalRetentionDays: number; journalSql: 'preview' | 'none'; apiVersion: ApiVersion; http: HttpAddress;
   }) => {
     const port = o.port ?? (process.env.PGPORT ? portNumber(process.env.PGPORT) : undefined);
     if (o.maxWorkers !== undefined) process.stderr.write('pgbg: --max-workers is deprecated: use --max-connections\n');

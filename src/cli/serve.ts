@@ -14,6 +14,7 @@ import { writeExtension } from '../install/extension.js';
 import { install, installedSchema, type Endpoint } from '../install/install.js';
 import type { ApiVersion } from '../install/script.js';
 import { loadCredentials } from '../server/credentials.js';
+import { loadHttpSettings, isLoopback, type HttpAddress, type HttpSettings } from '../server/http-settings.js';
 import { endpointOf, loadIdentity } from '../server/identity.js';
 import { startServer, type RunningServer } from '../server/server.js';
 
@@ -51,12 +52,18 @@ export interface ServeOptions {
   maxRequestBytes: number;
   /** Embedded: the surface a fresh install of its database gets. */
   apiVersion: ApiVersion;
+  /** The operators' HTTP API: off, or where it listens (the port: stored in the data folder). */
+  http: HttpAddress;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
   const logger = pino({ level: options.logLevel }, pino.destination(2));
   const identity = await loadIdentity(options.data, options.apiPort);
   const endpoint = endpointOf(options.apiHost, identity);
+  const http: HttpSettings | undefined = options.http === 'off' ? undefined : await loadHttpSettings(options.data, options.http);
+  if (http && !isLoopback(http.host)) {
+    logger.warn({ host: http.host }, 'the HTTP API listens beyond loopback: it speaks plaintext, so its token crosses the network in clear');
+  }
   let embedded: EmbeddedServer | undefined;
   let adminUrl: string;
   let credentials;
@@ -90,6 +97,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       journalDatabase: adminUrl, credentials, identity, host: options.listen, logger, releaseMemoryAfterMs: options.releaseMemoryMs,
       journal: { retentionDays: options.journalRetentionDays, sql: options.journalSql },
       maxRequestBytes: options.maxRequestBytes, maxQueueBytesPerLogin: options.maxQueueBytesPerLogin,
+      ...(http ? { http: { host: http.host, port: http.port, token: http.token } } : {}),
       pool: {
         maxConnections: options.maxConnections,
         ...(options.maxConnectionsPerLogin !== undefined ? { maxConnectionsPerLogin: Math.min(options.maxConnectionsPerLogin, options.maxConnections) } : {}),
@@ -111,6 +119,11 @@ export async function serve(options: ServeOptions): Promise<void> {
     process.stdout.write(`  PGPASSWORD=$(cat ${passwordFile}) psql "${url}" -c "${FIRST_QUERY[surface ?? '2.0']}"\n`);
   } else {
     process.stdout.write(`  the SQL API endpoint listens on ${server.host}:${server.port}\n`);
+  }
+  if (server.http && http) {
+    // Where the token is, never the token itself.
+    process.stdout.write(`  HTTP API: ${server.http.url} (/api/status, /api/jobs, /metrics need the bearer token in ${http.tokenFile}; /healthz, /readyz do not)\n`);
+    logger.info({ url: server.http.url, tokenFile: http.tokenFile }, 'HTTP API listening');
   }
   if (server.lost.length > 0) {
     process.stdout.write(`  ${server.lost.length} job(s) of an earlier run were lost (the server stopped before they ended): see pgbg_server.jobs WHERE state = 'lost'\n`);

@@ -128,6 +128,24 @@ export class Engine implements EngineCore {
     return this.#jobsStarted;
   }
 
+  /** Snapshots of the jobs running now, every session's (operators' view: the server's HTTP API). */
+  runningSnapshots(): JobSnapshot[] {
+    return [...this.#running].map(jobSnapshot);
+  }
+
+  /**
+   * Cancels the running job with this cookie, whichever session launched it (an
+   * operator's cancel): asked to stop, terminated after `graceMs`. Resolves, once it
+   * has ended, to its snapshot; undefined when no job with that cookie is running.
+   */
+  async cancelByCookie(cookie: bigint, graceMs: number): Promise<JobSnapshot | undefined> {
+    const tracked = [...this.#running].find((t) => t.cookie === cookie);
+    if (!tracked) return undefined;
+    this.logger.info({ pid: tracked.job.pid, graceMs }, 'job canceled by an operator');
+    await this.cancelJob(tracked, graceMs);
+    return jobSnapshot(tracked);
+  }
+
   /**
    * Stops the engine: sessions close (their jobs finish, results discarded),
    * running jobs get up to `graceMs` to finish and are then canceled, and the

@@ -100,6 +100,8 @@ export class Job implements WorkerJob {
   readonly label: string | undefined;
   /** Rows relayed to the buffer so far (the reader may have taken some). */
   rowsReceived = 0;
+  /** Their bytes (DataRow messages), counted as they arrive, read or not. */
+  bytesReceived = 0;
   // Flags, not phases: whether anyone reads the rows is independent of how far the job has got.
   /** True once nobody will read the rows (submitted, detached, canceled, session closed). */
   discarding: boolean;
@@ -200,6 +202,7 @@ export class Job implements WorkerJob {
   pushRow(run: RowRun, count = 1): void {
     const first = this.rowsReceived === 0;
     this.rowsReceived += count;
+    this.bytesReceived += run.length;
     if (first) this.onFirstRow?.();
     if (this.discarding) return;
     this.#rows.push(run);

@@ -14,3 +14,25 @@ export interface JobObserver {
   /** A job reached its final state. */
   ended(job: JobSnapshot): void;
 }
+
+/**
+ * One observer made of several (the server's journal and its metrics): each is
+ * told in turn, and one that throws never keeps the others from hearing.
+ */
+export function combineObservers(...observers: (JobObserver | undefined)[]): JobObserver {
+  const list = observers.filter((o): o is JobObserver => o !== undefined);
+  if (list.length === 1) return list[0]!;
+  const each = (tell: (o: JobObserver) => void) => {
+    for (const o of list) {
+      try {
+        tell(o);
+      } catch {
+        // An observer must not throw (see JobObserver); one that does loses only its own record.
+      }
+    }
+  };
+  return {
+    started: (job) => each((o) => o.started(job)),
+    ended: (job) => each((o) => o.ended(job)),
+  };
+}

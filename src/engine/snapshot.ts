@@ -21,5 +21,8 @@ export function jobSnapshot({ job, cookie, context, login }: TrackedJob): JobSna
     errorMessage: job.error?.message,
     lastError: job.error?.message ?? null,
     consumed: job.consumed,
+    progress: job.progress,
+    rowsReceived: job.rowsReceived,
+    bytesReceived: job.bytesReceived,
   };
 }

@@ -90,6 +90,11 @@ export interface JobSnapshot {
   /** errorMessage as list_v2's last_error shows it. */
   lastError: string | null;
   consumed: boolean;
+  /** The latest progress the job reported (pct -1 before any). */
+  progress: Progress;
+  /** Rows and bytes (DataRow messages) the worker sent so far. */
+  rowsReceived: number;
+  bytesReceived: number;
 }
 
 /** @deprecated Use JobSnapshot. */

@@ -40,6 +40,16 @@ export interface JournalOptions {
   reconnectEveryMs?: number;
 }
 
+/** How far behind the journal's writes are (metrics, readiness). */
+export interface JournalLag {
+  /** Records not written yet (queued, or in a write under way). */
+  pending: number;
+  /** Since when some record waits (undefined when none does). */
+  pendingSince: Date | undefined;
+  /** The last write that succeeded (the open, before any). */
+  lastWriteAt: Date;
+}
+
 export interface LostJob {
   runId: string;
   pid: number;
@@ -76,6 +86,9 @@ export class Journal implements JobObserver {
   #lost = false;
   readonly #reconnect: (() => Promise<pg.Client>) | undefined;
   readonly #reconnectEveryMs: number;
+  #inFlight = 0;
+  #pendingSince: Date | undefined;
+  #lastWriteAt = new Date();
 
   private constructor(
     client: pg.Client,
@@ -177,6 +190,20 @@ export class Journal implements JobObserver {
     void this.#enqueue(record);
   }
 
+  get lag(): JournalLag {
+    return { pending: this.#pending.size + this.#inFlight, pendingSince: this.#pendingSince, lastWriteAt: this.#lastWriteAt };
+  }
+
+  /** The schema the journal's tables are in, quoted. */
+  get schema(): string {
+    return this.#schema;
+  }
+
+  /** Whether `sql_preview` holds SQL text (JournalOptions.sql). */
+  get storesSql(): boolean {
+    return this.#storeSql;
+  }
+
   /** Writes what is pending and ends the run. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -212,6 +239,10 @@ export class Journal implements JobObserver {
         error_message text,
         PRIMARY KEY (run_id, cookie))`);
       await this.#client.query(`CREATE INDEX IF NOT EXISTS jobs_running ON ${s}.jobs (run_id) WHERE state = 'running'`);
+      // Added after the first journals: a job's label (pg_background 2.0), for the HTTP API's lists.
+      const { rowCount: hasLabel } = await this.#client.query(
+        "SELECT FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass AND attname = 'label' AND NOT attisdropped", [`${s}.jobs`]);
+      if (!hasLabel) await this.#client.query(`ALTER TABLE ${s}.jobs ADD COLUMN IF NOT EXISTS label text`);
       // Retention finds the old jobs through it, a batch at a time, without reading the table.
       await this.#client.query(`CREATE INDEX IF NOT EXISTS jobs_launched_at ON ${s}.jobs (launched_at)`);
       // Journals of earlier versions had a foreign key to runs: its check locked the run's row
@@ -283,6 +314,7 @@ export class Journal implements JobObserver {
     if (this.#closed && !this.#flushing) return;
     // A later record of the same job carries everything the earlier one did.
     this.#pending.set(record.cookie, record);
+    this.#pendingSince ??= new Date();
     if (this.#flushing || this.#timer) return;
     // A short delay lets one write carry many jobs' starts and ends: each socket write costs the server CPU.
     this.#timer = setTimeout(() => {
@@ -307,8 +339,13 @@ export class Journal implements JobObserver {
         if (this.#lost && this.#reconnect && !(await this.#reconnectNow())) break;
         const batch = [...this.#pending.values()];
         this.#pending = new Map();
+        const writing = new Date();
+        this.#inFlight = batch.length;
         try {
           await this.#write(batch);
+          this.#lastWriteAt = new Date();
+          // Records queued meanwhile wait since this write began, at most.
+          this.#pendingSince = this.#pending.size > 0 ? writing : undefined;
         } catch (err) {
           if (this.#reconnect && !this.#closed && this.#connectionGone(err)) {
             this.#lost = true;
@@ -317,12 +354,15 @@ export class Journal implements JobObserver {
             continue;
           }
           this.logger.error({ jobs: batch.length, err: (err as Error).message }, 'journal write failed');
+        } finally {
+          this.#inFlight = 0;
         }
       }
       if (this.#pending.size > 0) {
         this.logger.error({ jobs: this.#pending.size }, 'journal write failed: no connection to the journal database');
         this.#pending = new Map();
       }
+      if (this.#pending.size === 0) this.#pendingSince = undefined;
     } finally {
       this.#flushing = undefined;
     }
@@ -335,6 +375,7 @@ export class Journal implements JobObserver {
       database: r.database,
       role: r.role,
       sql_preview: this.#storeSql ? r.sqlPreview : '',
+      label: r.label ?? null,
       // The journal's 'running' is "launched, not ended": a job still waiting to send its SQL counts.
       state: r.state === 'starting' ? 'running' : r.state,
       launched_at: r.launchedAt.toISOString(),
@@ -347,8 +388,8 @@ export class Journal implements JobObserver {
     // A named statement: PostgreSQL parses and plans it once per run, not once per batch.
     await this.#client.query({
       name: 'pgbg_journal_write',
-      text: `INSERT INTO ${s}.jobs (run_id, cookie, pid, database, role, sql_preview, state, launched_at, started_at, ended_at, error_code, error_message)
-       SELECT $1::uuid, cookie, pid, database, role, sql_preview, state, launched_at, started_at, ended_at, error_code, error_message
+      text: `INSERT INTO ${s}.jobs (run_id, cookie, pid, database, role, sql_preview, label, state, launched_at, started_at, ended_at, error_code, error_message)
+       SELECT $1::uuid, cookie, pid, database, role, sql_preview, label, state, launched_at, started_at, ended_at, error_code, error_message
          FROM pg_catalog.json_populate_recordset(NULL::${s}.jobs, $2::json)
        ON CONFLICT (run_id, cookie) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,
          ended_at = EXCLUDED.ended_at, error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message`,

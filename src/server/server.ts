@@ -6,9 +6,12 @@ import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
+import { combineObservers } from '../engine/observer.js';
 import { Journal, type JournalOptions, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
+import { startHttpApi, type HttpApi } from './http-api.js';
 import { fullCollection, MemoryRelease } from './memory-release.js';
+import { ServerMetrics } from './metrics.js';
 import type { ServerIdentity } from './identity.js';
 import { RoleKeys } from './role-keys.js';
 import { roleOfLogin, SqlApiHandler, type CredentialsFor } from './sql-api-handler.js';
@@ -43,6 +46,8 @@ export interface ServerOptions {
   maxRequestBytes?: number;
   /** Memory budget per login for unread results (see EngineOptions.maxQueueBytesPerLogin). @default 256 MB */
   maxQueueBytesPerLogin?: number;
+  /** The operators' HTTP API (status, jobs, cancel, metrics, health: http-api.ts); none when not given. */
+  http?: { host: string; port: number; token: string };
 }
 
 export interface RunningServer {
@@ -51,6 +56,8 @@ export interface RunningServer {
   readonly engine: Engine;
   /** Jobs earlier runs left unfinished, now marked lost in the journal. */
   readonly lost: LostJob[];
+  /** The HTTP API, when asked for (its `url`). */
+  readonly http: { readonly url: string; readonly host: string; readonly port: number } | undefined;
   /** Stops accepting, lets running jobs finish for up to `graceMs`, cancels the rest and reports. */
   stop(graceMs: number): Promise<ShutdownReport>;
 }
@@ -77,17 +84,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   for (const job of lost) {
     logger.warn({ run: job.runId, pid: job.pid, database: job.database, role: job.role, launchedAt: job.launchedAt }, 'job lost: an earlier run of the server stopped before it ended');
   }
+  const metrics = options.http ? new ServerMetrics() : undefined;
   const engine = new Engine({
     logger,
-    observer: journal,
+    observer: combineObservers(journal, metrics),
     ...(options.pool ? { pool: options.pool } : {}),
     ...(options.maxQueueBytesPerLogin !== undefined ? { maxQueueBytesPerLogin: options.maxQueueBytesPerLogin } : {}),
   });
   const keys = new RoleKeys(options.admin ?? adminFrom(options.journalDatabase), logger, journalDatabaseName(options.journalDatabase));
+  metrics?.observe({ engine, journalLag: () => journal.lag });
   let wire: WireServer;
+  let http: HttpApi | undefined;
+  let stopping: Promise<ShutdownReport> | undefined;
   try {
     await engine.ready();
-    const handler = new SqlApiHandler({ engine, credentialsFor: options.credentials, keys });
+    const handler = new SqlApiHandler({
+      engine, credentialsFor: options.credentials, keys, ...(metrics ? { onRequest: (op) => metrics.request(op) } : {}),
+    });
     wire = await startWireServer({
       handler,
       logger,
@@ -101,6 +114,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return key ? { scramVerifier: key.scram } : undefined;
       },
     });
+    if (options.http && metrics) {
+      http = await startHttpApi({
+        ...options.http, logger, engine, journal, metrics, database: configOf(options.journalDatabase), stopping: () => stopping !== undefined,
+      }).catch(async (err: unknown) => {
+        await wire.close();
+        throw err;
+      });
+    }
   } catch (err) {
     await engine.close({ graceMs: 0 });
     await keys.close();
@@ -118,12 +139,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })
     : undefined;
 
-  let stopping: Promise<ShutdownReport> | undefined;
   return {
     host: wire.host,
     port: wire.port,
     engine,
     lost,
+    http: http && { url: http.url, host: http.host, port: http.port },
     stop(graceMs) {
       stopping ??= (async () => {
         memory?.stop();
@@ -131,6 +152,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const report = await engine.close({ graceMs });
         await keys.close();
         await journal.close();
+        // Last: /healthz answers and /readyz says "stopping" while the jobs drain.
+        await http?.close();
         logger.info({ finished: report.finished, canceled: report.canceled.length }, 'server stopped');
         for (const job of report.canceled) {
           logger.warn({ pid: job.pid, database: job.database, role: job.role }, 'job canceled at shutdown: it did not finish within the grace period');
@@ -140,6 +163,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return stopping;
     },
   };
+}
+
+function configOf(journal: pg.ClientConfig | string): pg.ClientConfig {
+  return typeof journal === 'string' ? { connectionString: journal } : journal;
 }
 
 /** The journal's login, in another database. */

@@ -103,6 +103,8 @@ export interface SqlApiHandlerOptions {
   engine: Engine;
   credentialsFor: CredentialsFor;
   keys: RoleKeys;
+  /** Told the op of every well-formed request, before it is verified (the server's metrics). */
+  onRequest?: (op: Request['op']) => void;
 }
 
 export class SqlApiHandler implements WireHandler {
@@ -113,8 +115,10 @@ export class SqlApiHandler implements WireHandler {
   readonly #engine: Engine;
   readonly #credentialsFor: CredentialsFor;
   readonly #keys: RoleKeys;
+  readonly #onRequest: ((op: Request['op']) => void) | undefined;
 
   constructor(options: SqlApiHandlerOptions) {
+    this.#onRequest = options.onRequest;
     this.#engine = options.engine;
     this.#credentialsFor = options.credentialsFor;
     this.#keys = options.keys;
@@ -124,6 +128,7 @@ export class SqlApiHandler implements WireHandler {
     const signed = parseSignedRequest(text);
     if (!signed) throw notARequest();
     const req = parseRequest(signed.body);
+    this.#onRequest?.(req.op);
     const roleOid = roleOfLogin(conn.user);
     if (roleOid === undefined) throw badProof();
     const caller = conn.state.get('caller') as Caller | undefined;

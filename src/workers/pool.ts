@@ -102,6 +102,8 @@ async function checkRole(worker: WorkerConnection, login: Login): Promise<void> 
 
 /** One login's connections, each in exactly one of these; their sizes are the counts. */
 interface Bucket {
+  /** The login's label (user@database), set when a connection is opened for it. */
+  label: string;
   /** Most recently used last. */
   idle: WorkerConnection[];
   /** Handed out to a job. */
@@ -111,6 +113,9 @@ interface Bucket {
   /** Being opened: one token per connection attempt. */
   opening: Set<symbol>;
 }
+
+/** A login's connections by state (WorkerPool.connectionsByLogin). */
+export type ConnectionCounts = Record<'idle' | 'inUse' | 'opening' | 'resetting', number>;
 
 function bucketSize(b: Bucket): number {
   return b.idle.length + b.inUse.size + b.resetting.size + b.opening.size;
@@ -152,6 +157,21 @@ export class WorkerPool {
     let n = 0;
     for (const b of this.#buckets.values()) n += b.idle.length;
     return n;
+  }
+
+  /** Launches waiting in the queue for a connection now. */
+  get queuedLaunches(): number {
+    return this.#queued.size;
+  }
+
+  /** Connections by state per login label (user@database: logins differing only in credentials are summed). */
+  connectionsByLogin(): Map<string, ConnectionCounts> {
+    const out = new Map<string, ConnectionCounts>();
+    for (const b of this.#buckets.values()) {
+      const c = out.get(b.label) ?? { idle: 0, inUse: 0, opening: 0, resetting: 0 };
+      out.set(b.label, { idle: c.idle + b.idle.length, inUse: c.inUse + b.inUse.size, opening: c.opening + b.opening.size, resetting: c.resetting + b.resetting.size });
+    }
+    return out;
   }
 
   /**
@@ -327,6 +347,7 @@ export class WorkerPool {
 
   async #open(login: Login): Promise<WorkerConnection> {
     const bucket = this.#bucket(login.key);
+    bucket.label = login.label;
     const attempt = Symbol('connection attempt');
     bucket.opening.add(attempt);
     try {
@@ -381,7 +402,7 @@ export class WorkerPool {
   #bucket(key: string): Bucket {
     let b = this.#buckets.get(key);
     if (!b) {
-      b = { idle: [], inUse: new Set(), resetting: new Set(), opening: new Set() };
+      b = { label: '?', idle: [], inUse: new Set(), resetting: new Set(), opening: new Set() };
       this.#buckets.set(key, b);
     }
     return b;
