@@ -159,11 +159,6 @@ export class WorkerPool {
     return n;
   }
 
-  /** Launches waiting in the queue for a connection now. */
-  get queuedLaunches(): number {
-    return this.#queued.size;
-  }
-
   /** Connections by state per login label (user@database: logins differing only in credentials are summed). */
   connectionsByLogin(): Map<string, ConnectionCounts> {
     const out = new Map<string, ConnectionCounts>();

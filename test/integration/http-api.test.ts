@@ -122,7 +122,7 @@ describe('HTTP API', () => {
     assert.deepEqual([canceled.json.job.state, canceled.json.job.sqlState], ['canceled', '57014']);
     // Its effect is absent, its caller is told, the journal has it canceled.
     assert.deepEqual((await caller.query('SELECT count(*)::int AS n FROM t')).rows, [{ n: 0 }]);
-    await assert.rejects(caller.query('SELECT * FROM pg_background_result($1, $2) AS r(x text)', [h.pid, h.cookie]), { code: '57014' });
+    await assert.rejects(caller.query('SELECT * FROM pg_background_result($1, $2) AS r(slept text, marker text)', [h.pid, h.cookie]), { code: '57014' });
     await until(async () => (await caller.query("SELECT 1 FROM pgbg_server.jobs WHERE cookie = $1 AND state = 'canceled' AND label = 'to-cancel'", [h.cookie])).rowCount === 1,
       10_000, 'the journal recording the cancel');
     // Now from the journal: not running, listed with its end.
