@@ -68,6 +68,8 @@ export interface SessionOptions {
 
 /** How long a cooperative cancel waits for the worker before it terminates the backend (when its caller gave less). */
 const COOPERATIVE_GRACE_MS = 1000;
+/** How often a cancel request goes again while the job runs on (see #askToStop). */
+const CANCEL_RESEND_MS = 50;
 
 export class Engine implements EngineCore {
   readonly logger: Logger;
@@ -184,7 +186,7 @@ export class Engine implements EngineCore {
     if (cooperative && tracked.worker) return this.#cancelCooperatively(tracked, tracked.worker, graceMs);
     job.requestCancel();
     // The backend may be blocked writing rows nobody will read; let it go so it sees the cancel.
-    job.discard();
+    job.discardOnceFull();
     const worker = tracked.worker;
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel');
     if (!worker) {
@@ -193,8 +195,7 @@ export class Engine implements EngineCore {
       return;
     }
     if (graceMs > 0) {
-      await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
-      await Promise.race([job.untilEnded(), sleep(graceMs)]);
+      await this.#askToStop(tracked, worker, graceMs);
       if (job.ended) return;
     }
     worker.cancelSent = true;
@@ -210,16 +211,31 @@ export class Engine implements EngineCore {
   async #cancelCooperatively(tracked: TrackedJob, worker: WorkerConnection, graceMs: number): Promise<void> {
     const { job } = tracked;
     job.requestCancel();
-    job.discard();
+    job.discardOnceFull();
     this.logger.debug({ pid: job.pid, graceMs }, 'job cancel (cooperative)');
-    await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
-    const escalation = untilEndedOr(job, Math.max(graceMs, COOPERATIVE_GRACE_MS)).then(async () => {
+    const escalation = this.#askToStop(tracked, worker, Math.max(graceMs, COOPERATIVE_GRACE_MS)).then(async () => {
       if (job.ended) return;
       worker.cancelSent = true;
       await this.#terminate(tracked);
     });
     escalation.catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'could not end a canceled job'));
     if (graceMs > 0) await untilEndedOr(job, graceMs);
+  }
+
+  /**
+   * Cancel requests until the job ends or `ms` pass. One that reaches the backend before it has
+   * read the job's SQL is dropped by PostgreSQL (no statement to cancel yet), so it goes again
+   * every CANCEL_RESEND_MS. (Safe: a connection a cancel was sent on is never reused.)
+   */
+  async #askToStop(tracked: TrackedJob, worker: WorkerConnection, ms: number): Promise<void> {
+    const { job } = tracked;
+    const deadline = Date.now() + ms;
+    while (!job.ended) {
+      await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      await untilEndedOr(job, Math.min(CANCEL_RESEND_MS, left));
+    }
   }
 
   /** True when the worker waits for a lock held by `pid`. */

@@ -7,7 +7,7 @@
  * the worker backend blocks on its own write and waits; it resumes
  * (`onDrain`) when the reader has taken half of it.
  */
-import { PgbgError, SqlState } from '../protocol/errors.js';
+import { errors, PgbgError, SqlState } from '../protocol/errors.js';
 import { encodeDataRow, type RowRun } from '../protocol/data-row.js';
 import type { FieldInfo, Notice } from '../protocol/messages.js';
 import type { WorkerJob } from '../workers/worker.js';
@@ -114,6 +114,10 @@ export class Job implements WorkerJob {
   #head = 0;
   #bufferedBytes = 0;
   #paused = false;
+  /** A cancel asked for the rows to go once the queue is full (so the backend can see the cancel). */
+  #discardWhenFull = false;
+  /** Rows a reader could have read were dropped by a cancel. */
+  #droppedByCancel = false;
   #waiters: Waiter[] = [];
   #noticeBytes = 0;
   /** The last notice, standing for the dropped ones (once there are any). */
@@ -209,6 +213,10 @@ export class Job implements WorkerJob {
     this.#counts.push(count);
     this.#bufferedBytes += run.length;
     if (!this.#paused && this.#bufferedBytes >= this.queueSize) {
+      if (this.#discardWhenFull) {
+        this.discard({ byCancel: true });
+        return;
+      }
       this.#paused = true;
       this.onFull();
     }
@@ -300,8 +308,26 @@ export class Job implements WorkerJob {
     this.#wake();
   }
 
+  /**
+   * For a cancel: a backend blocked writing rows into a full queue never sees the cancel, so the
+   * rows go once the queue is full (now, if it is). Until then they stay: a cancel that comes
+   * too late (the job commits) leaves its result whole.
+   */
+  discardOnceFull(): void {
+    if (this.#paused) this.discard({ byCancel: true });
+    else this.#discardWhenFull = true;
+  }
+
+  /** What reading the result raises once the rows are read: the job's error, or the loss of rows to a late cancel. */
+  get failure(): PgbgError | undefined {
+    if (this.state === 'error' || this.state === 'canceled') return this.error;
+    if (this.state === 'stopped' && this.#droppedByCancel) return errors.rowsDroppedByCancel(this.pid);
+    return undefined;
+  }
+
   /** Drop buffered rows and every later one; the worker is never held back again. */
-  discard(): void {
+  discard({ byCancel = false }: { byCancel?: boolean } = {}): void {
+    if (byCancel && !this.resultsDisabled) this.#droppedByCancel = true;
     this.discarding = true;
     // No queue to fill any more: its share of the budget goes back (the notices' stays until release).
     this.#account?.give(this.#queueCharge);

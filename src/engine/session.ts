@@ -419,9 +419,7 @@ export class Session {
   }
 
   #failure(tracked: TrackedJob): PgbgError | undefined {
-    const { job } = tracked;
-    if (job.state === 'error' || job.state === 'canceled') return job.error;
-    return undefined;
+    return tracked.job.failure;
   }
 
   async #waitStep(tracked: TrackedJob): Promise<void> {

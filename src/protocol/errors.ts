@@ -107,6 +107,11 @@ export const errors = {
   consumed: (pid: number) => new PgbgError(SqlState.undefinedObject, `results for PID ${pid} have already been consumed`),
   resultsDisabled: (pid: number) =>
     new PgbgError(SqlState.featureNotSupported, `results are disabled for PID ${pid} (submitted via submit_v2)`),
+  rowsDroppedByCancel: (pid: number) =>
+    new PgbgError(SqlState.objectNotInPrerequisiteState, `results for PID ${pid} were dropped by a cancel`, {
+      detail: 'The cancel came after the job had finished its work: the job committed, but rows its queue could not hold were dropped so that its backend could see the cancel.',
+      hint: 'Read the result before canceling, or use outcome/result_info for the row count.',
+    }),
   permissionDenied: (pid: number) =>
     new PgbgError(SqlState.insufficientPrivilege, `permission denied for background worker with PID "${pid}"`),
   tooManyWorkers: (limit: number) =>

@@ -9,7 +9,7 @@ import { ResultTracker } from '../../src/engine/result-tracker.js';
 import { withDeadline } from '../../src/workers/with-deadline.js';
 import { makeLogin } from '../../src/workers/pool.js';
 import { LoginBudgets, QUEUE_BYTES_PER_LOGIN } from '../../src/engine/budget.js';
-import type { PgbgError } from '../../src/protocol/errors.js';
+import { PgbgError } from '../../src/protocol/errors.js';
 
 const field = (name: string) => ({ name, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, tableID: 0, columnID: 0 });
 
@@ -314,5 +314,50 @@ describe('deadlines', () => {
     } finally {
       clearInterval(alive);
     }
+  });
+});
+
+describe('a cancel and the rows of a job', () => {
+  const running = (queueSize: number) => {
+    const job = new Job('SELECT', queueSize, false);
+    job.assignWorker(4242);
+    job.start();
+    return job;
+  };
+
+  test('rows stay while the queue has room: a cancel that comes too late leaves the result whole', () => {
+    const job = running(4096);
+    job.pushRow(encodeDataRow(['a']));
+    job.requestCancel();
+    job.discardOnceFull();
+    job.pushRow(encodeDataRow(['b']));
+    job.finish('stopped'); // the job had committed before the cancel reached it
+    assert.equal(job.failure, undefined);
+    assert.deepEqual(job.takeRows(10).flatMap(splitRowRun).map(decodeDataRow), [['a'], ['b']]);
+  });
+
+  test('once the queue is full they go (so the backend sees the cancel), and reading fails with 55000 instead of returning fewer rows', () => {
+    const job = running(64);
+    job.pushRow(encodeDataRow(['first']));
+    job.requestCancel();
+    job.discardOnceFull();
+    job.pushRow(encodeDataRow(['x'.repeat(100)]));
+    assert.equal(job.bufferedBytes, 0, 'nothing held back the backend');
+    job.finish('stopped');
+    assert.equal(job.failure?.code, '55000');
+    assert.match(job.failure?.message ?? '', /results for PID 4242 were dropped by a cancel/);
+  });
+
+  test('a queue already full when the cancel comes is emptied at once', () => {
+    const job = running(64);
+    let drained = 0;
+    job.onDrain = () => drained++;
+    job.pushRow(encodeDataRow(['y'.repeat(100)]));
+    job.requestCancel();
+    job.discardOnceFull();
+    assert.equal(job.bufferedBytes, 0);
+    assert.equal(drained, 1, 'the paused worker resumed');
+    job.finish('canceled', new PgbgError('57014', 'canceling statement due to user request'));
+    assert.equal(job.failure?.code, '57014');
   });
 });
