@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { PostgresConnection, ServerStep, type ConnectionState, type MessageResponse, type ScramSha256Data } from 'pg-gateway';
+import { closeSignal, PostgresConnection, ServerStep, type ConnectionState, type MessageResponse, type ScramSha256Data } from 'pg-gateway';
 import type { Logger } from 'pino';
 import { PgbgError, SqlState } from '../protocol/errors.js';
 import type { WireConnection, WireHandler } from './wire-types.js';
@@ -31,6 +31,8 @@ import {
   readQueryText,
   readStartupParameters,
   readyForQuery,
+  saslInitialResponseValid,
+  startupLayoutValid,
   type InboundLimits,
   type InboundRefusal,
   type MessageFields,
@@ -64,6 +66,15 @@ export interface WireClientServices {
  */
 const HANDLED = new Uint8Array(0);
 
+/**
+ * What onMessage returns once the connection is over: pg-gateway's close
+ * signal, so that it stops reading what the client still sends. It went on
+ * framing it: after a CancelRequest (or a startup packet it did not take) as
+ * first packets, and a first packet of length 0 made it loop forever, which
+ * froze the whole process.
+ */
+const CLOSE = [closeSignal] as unknown as MessageResponse;
+
 const MSG = { query: 0x51, terminate: 0x58, sync: 0x53, flush: 0x48, functionCall: 0x46, password: 0x70 } as const;
 /** Parse, Bind, Describe, Execute, Close: the extended query protocol. */
 const EXTENDED = new Set([0x50, 0x42, 0x44, 0x45, 0x43]);
@@ -87,6 +98,8 @@ export class WireClient {
   private conn: WireConnection | undefined;
   private current: { controller: AbortController; done: Promise<void> } | undefined;
   private skipUntilSync = false;
+  /** Password messages received while logging in (SASLInitialResponse, then SASLResponse). */
+  private passwordMessages = 0;
   private finished: Promise<void> | undefined;
   private readonly logger: Logger;
 
@@ -211,19 +224,32 @@ export class WireClient {
   }
 
   private async onMessage(data: Uint8Array, state: ConnectionState): Promise<MessageResponse> {
-    if (this.out.closed) return HANDLED; // we already said goodbye; ignore trailing input
+    if (this.out.closed) return CLOSE; // we already said goodbye; ignore trailing input
     switch (state.step) {
       case ServerStep.AwaitingInitialMessage:
         return this.onInitialPacket(data);
       case ServerStep.PerformingAuthentication:
         // pg-gateway throws (and console.errors) on anything but a password message,
         // e.g. a client that gives up with Terminate.
-        if (data[0] === MSG.password) return undefined;
-        this.out.end(fatal('08P01', 'expected password response'));
-        return HANDLED;
+        if (data[0] !== MSG.password) {
+          return this.hangUp(fatal('08P01', 'expected password response'));
+        }
+        // The first is the SASLInitialResponse, whose layout pg-gateway takes on trust.
+        if (this.passwordMessages++ === 0 && !saslInitialResponseValid(data)) {
+          return this.hangUp(fatal('08P01', 'malformed SASL message'));
+        }
+        return undefined;
       default:
         return this.onRegularMessage(data);
     }
+  }
+
+  /** Ends the connection (after `last`, if any) and tells pg-gateway to stop. */
+  private hangUp(last?: Uint8Array): MessageResponse {
+    this.out.end(last);
+    // Nothing more is read; a client still sending fills its socket buffers, then is cut off.
+    setTimeout(() => this.out.destroy(), CUT_OFF_GRACE_MS).unref();
+    return CLOSE;
   }
 
   private onInitialPacket(data: Uint8Array): MessageResponse {
@@ -237,14 +263,15 @@ export class WireClient {
       case 'cancel':
         // pg-gateway: treats it as a bad startup packet. PostgreSQL answers nothing and closes.
         this.services.cancel(packet.processId, packet.secretKey);
-        this.out.end();
-        return HANDLED;
+        return this.hangUp();
       case 'startup':
+        if (!startupLayoutValid(data)) {
+          return this.hangUp(fatal('08P01', 'invalid startup packet layout: expected terminator as last byte'));
+        }
         if (packet.minor > 0) this.negotiateDown(data);
         return undefined; // pg-gateway reads user/database and starts SCRAM
       default:
-        this.out.end(fatal('08P01', 'invalid startup packet'));
-        return HANDLED;
+        return this.hangUp(fatal('08P01', 'invalid startup packet'));
     }
   }
 
@@ -265,9 +292,9 @@ export class WireClient {
     const code = data[0] ?? 0;
     if (code === OVERSIZED_MESSAGE) return this.onOversized(data);
     if (code === MSG.terminate) {
-      this.out.end();
+      const close = this.hangUp();
       void this.finish();
-      return HANDLED;
+      return close;
     }
     if (code === MSG.sync) {
       this.skipUntilSync = false;
@@ -278,8 +305,8 @@ export class WireClient {
     if (this.skipUntilSync || code === MSG.flush || COPY.has(code)) return HANDLED;
     if (code === MSG.query) {
       const sql = readQueryText(data);
-      if (sql === undefined) this.out.end(fatal('08P01', 'invalid Query message'));
-      else await this.runQuery(sql);
+      if (sql === undefined) return this.hangUp(fatal('08P01', 'invalid Query message'));
+      await this.runQuery(sql);
       return HANDLED;
     }
     if (EXTENDED.has(code) || code === MSG.functionCall) {
@@ -296,8 +323,7 @@ export class WireClient {
       else this.skipUntilSync = true;
       return HANDLED;
     }
-    this.out.end(fatal('08P01', `invalid frontend message type ${code}`));
-    return HANDLED;
+    return this.hangUp(fatal('08P01', `invalid frontend message type ${code}`));
   }
 
   /**
@@ -308,16 +334,14 @@ export class WireClient {
   private onOversized(marker: Uint8Array): MessageResponse {
     const { type, length } = readOversizedMarker(marker);
     const limit = this.services.limits.requestBytes;
-    this.logger.info({ type: String.fromCharCode(type), length, limit }, 'wire request too large');
     if (type === MSG.sync || type === MSG.terminate) {
-      this.out.end(fatal('08P01', 'invalid message length'));
-      return HANDLED;
+      return this.hangUp(fatal('08P01', 'invalid message length'));
     }
     if (this.skipUntilSync || type === MSG.flush || COPY.has(type)) return HANDLED;
     if (type !== MSG.query && type !== MSG.functionCall && !EXTENDED.has(type)) {
-      this.out.end(fatal('08P01', `invalid frontend message type ${type}`));
-      return HANDLED;
+      return this.hangUp(fatal('08P01', `invalid frontend message type ${type}`));
     }
+    this.logger.info({ type: String.fromCharCode(type), length, limit }, 'wire request too large');
     this.out.write(
       errorResponse({
         severity: 'ERROR',

@@ -181,6 +181,35 @@ export function readStartupParameters(packet: Uint8Array): Record<string, string
 }
 
 /**
+ * Whether a StartupMessage's parameters are laid out as PostgreSQL requires:
+ * NUL-terminated name/value pairs, then an empty name as the packet's last
+ * byte. pg-gateway reads them without checking (and throws past the end).
+ */
+export function startupLayoutValid(packet: Uint8Array): boolean {
+  let at = 8;
+  while (at < packet.byteLength && packet[at] !== 0) {
+    const nameEnd = packet.indexOf(0, at);
+    const valueEnd = nameEnd < 0 ? -1 : packet.indexOf(0, nameEnd + 1);
+    if (valueEnd < 0) return false;
+    at = valueEnd + 1;
+  }
+  return at === packet.byteLength - 1;
+}
+
+/**
+ * Whether a SASLInitialResponse ('p': mechanism, int32 length, that many bytes
+ * of client-first message, nothing after) is well formed. pg-gateway reads it
+ * without checking (and throws on a short one, or on length -1).
+ */
+export function saslInitialResponseValid(message: Uint8Array): boolean {
+  const view = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  const nameEnd = view.indexOf(0, 5);
+  if (nameEnd < 0 || nameEnd + 5 > view.length) return false;
+  const length = view.readInt32BE(nameEnd + 1);
+  return length >= 0 && nameEnd + 5 + length === view.length;
+}
+
+/**
  * NegotiateProtocolVersion ('v'): the newest version we speak for the
  * requested major, and the `_pq_.` options we ignored. The docs call the first
  * field a minor version, but PostgreSQL sends (and libpq checks) the whole
@@ -234,6 +263,20 @@ export type InboundRefusal =
   /** A message over `preAuthBytes` before authentication. */
   | { kind: 'too-long'; type: number; length: number; limit: number };
 
+/** What one feed() hands on: its pieces, their total size, and where in them each message after the first begins. */
+interface Framed {
+  pieces: Buffer[];
+  size: number;
+  starts: number[];
+}
+
+/** Adds the first piece of a message. */
+function begin(out: Framed, piece: Buffer): void {
+  if (out.size > 0) out.starts.push(out.size);
+  out.pieces.push(piece);
+  out.size += piece.length;
+}
+
 /**
  * Frames what a client sends, by the length fields alone, before anything is
  * buffered: pg-gateway gathers each message whole before it looks at it, so
@@ -246,7 +289,8 @@ export type InboundRefusal =
  *   connection (refusal 'too-long').
  * - After authentication, a message longer than `requestBytes` is replaced by
  *   an OVERSIZED_MESSAGE marker and its body is skipped as it arrives: the
- *   session answers the marker (54000) and the stream stays in step.
+ *   session answers the marker (54000) and the stream stays in step. So is a
+ *   message of the marker's own type 0, which the session then refuses.
  */
 export class InboundFramer {
   /** Bytes handed on to the message parser (markers included). */
@@ -271,18 +315,23 @@ export class InboundFramer {
 
   /**
    * Feeds one chunk. Returns the bytes to hand to the message parser, in a
-   * fresh buffer at offset 0 (see wire-socket.ts), or why the connection must end.
+   * fresh buffer at offset 0 (see wire-socket.ts), and the offsets in them at
+   * which another message begins; or why the connection must end.
    */
-  feed(chunk: Uint8Array): { bytes: Uint8Array; refusal?: undefined } | { refusal: InboundRefusal } {
+  feed(chunk: Uint8Array): { bytes: Uint8Array; starts: number[]; refusal?: undefined } | { refusal: InboundRefusal } {
     if (this.#refusal) return { refusal: this.#refusal };
     const input = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    const pieces: Buffer[] = [];
+    const out: Framed = { pieces: [], size: 0, starts: [] };
     let pos = 0;
     while (pos < input.length) {
       if (this.#remaining > 0) {
         const n = Math.min(this.#remaining, input.length - pos);
-        if (this.#skipping) this.skipped += n;
-        else pieces.push(input.subarray(pos, pos + n));
+        if (this.#skipping) {
+          this.skipped += n;
+        } else {
+          out.pieces.push(input.subarray(pos, pos + n));
+          out.size += n;
+        }
         pos += n;
         this.#remaining -= n;
         if (this.#remaining === 0) this.#endOfMessage();
@@ -293,32 +342,30 @@ export class InboundFramer {
       input.copy(this.#header, this.#headerFill, pos, pos + n);
       this.#headerFill += n;
       pos += n;
-      const refusal = this.#typed ? this.#typedHeader(pieces) : this.#firstPacketHeader(pieces);
+      const refusal = this.#typed ? this.#typedHeader(out) : this.#firstPacketHeader(out);
       if (refusal) {
         this.#refusal = refusal;
         return { refusal };
       }
     }
-    let size = 0;
-    for (const p of pieces) size += p.length;
-    const bytes = new Uint8Array(size);
+    const bytes = new Uint8Array(out.size);
     let at = 0;
-    for (const p of pieces) {
+    for (const p of out.pieces) {
       bytes.set(p, at);
       at += p.length;
     }
-    this.forwarded += size;
-    return { bytes };
+    this.forwarded += out.size;
+    return { bytes, starts: out.starts };
   }
 
   /** Judges a first packet's header as far as it has arrived. */
-  #firstPacketHeader(pieces: Buffer[]): InboundRefusal | undefined {
+  #firstPacketHeader(out: Framed): InboundRefusal | undefined {
     if (this.#headerFill < 4) return undefined;
     const length = this.#header.readInt32BE(0);
     if (length < 8 || length > Math.min(MAX_STARTUP_PACKET, this.limits.preAuthBytes)) return { kind: 'not-postgres' };
     if (this.#headerFill < 8) return undefined;
     const code = this.#header.readInt32BE(4);
-    pieces.push(Buffer.from(this.#header.subarray(0, 8)));
+    begin(out, Buffer.from(this.#header.subarray(0, 8)));
     this.#headerFill = 0;
     const isEncryptionRequest = length === 8 && (code === REQUEST_CODE.ssl || code === REQUEST_CODE.gssenc);
     // Another first packet follows the 'N' of an encryption request; typed messages follow the rest.
@@ -330,7 +377,7 @@ export class InboundFramer {
   }
 
   /** Judges a typed message's header once its 5 bytes are in. */
-  #typedHeader(pieces: Buffer[]): InboundRefusal | undefined {
+  #typedHeader(out: Framed): InboundRefusal | undefined {
     if (this.#headerFill < 5) return undefined;
     this.#headerFill = 0;
     const type = this.#header[0]!;
@@ -338,12 +385,14 @@ export class InboundFramer {
     if (length < 4) return { kind: 'invalid-length', length };
     const authenticated = this.authenticated();
     const limit = authenticated ? this.limits.requestBytes : this.limits.preAuthBytes;
-    if (length > limit) {
+    // Type 0 is the marker's own: a client's message of that type is skipped like an oversized
+    // one and stands for itself (refused as no frontend message), never taken for a marker.
+    if (length > limit || (authenticated && type === OVERSIZED_MESSAGE)) {
       if (!authenticated) return { kind: 'too-long', type, length, limit };
-      pieces.push(oversizedMarker(type, length));
+      begin(out, oversizedMarker(type, length));
       this.#skipping = true;
     } else {
-      pieces.push(Buffer.from(this.#header.subarray(0, 5)));
+      begin(out, Buffer.from(this.#header.subarray(0, 5)));
       this.#skipping = false;
     }
     this.#remaining = length - 4;

@@ -15,6 +15,14 @@
  * - pg-gateway's frame splitter builds a DataView on `chunk.buffer` without the
  *   byteOffset, so every chunk handed to it must be a fresh copy starting at
  *   offset 0 (Node's pooled Buffers are not).
+ * - Nor may a chunk hold the end of one message and the start of the next:
+ *   pg-gateway's reader decodes a message's strings at their offset in the
+ *   message but in the chunk's whole buffer (the startup packet's user, SASL
+ *   messages: a second message in a chunk was read from the first's bytes), and
+ *   it frames a whole chunk by the first message's kind (an untyped startup
+ *   packet or typed messages), so a SASL message sent along with the startup
+ *   packet was framed as a 1.8 GB packet and waited for. Each chunk therefore
+ *   holds bytes of one message, and every message starts a chunk.
  * - A client reset would make a `Readable.toWeb()` stream error, which
  *   pg-gateway logs via console.error; here the readable just ends.
  */
@@ -163,8 +171,17 @@ export function socketDuplex(
             refused(framed.refusal);
             return;
           }
-          // A fresh buffer at offset 0: see the byteOffset note above.
-          if (framed.bytes.byteLength > 0) controller.enqueue(framed.bytes);
+          // Fresh buffers at offset 0, one message each: see the notes above.
+          const { bytes, starts } = framed;
+          if (starts.length === 0) {
+            if (bytes.byteLength > 0) controller.enqueue(bytes);
+          } else {
+            let from = 0;
+            for (const to of [...starts, bytes.byteLength]) {
+              controller.enqueue(bytes.slice(from, to));
+              from = to;
+            }
+          }
           if ((controller.desiredSize ?? 1) <= 0) socket.pause();
         });
         socket.on('end', finish);

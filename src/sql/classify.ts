@@ -4,7 +4,8 @@
  * quotes and DO bodies are never mistaken for statements.
  */
 import type { DefElem, Node } from 'libpg-query';
-import { errors } from '../protocol/errors.js';
+import { errors, PgbgError } from '../protocol/errors.js';
+import { loadParser, parse, ParserFailure, ParserRefusal } from './pg-parser.js';
 
 export interface StatementPlan {
   /** Number of top-level statements the server will run (0 for an empty/comment-only string). */
@@ -23,24 +24,9 @@ export interface StatementPlan {
   parsed: boolean;
 }
 
-type ParseSync = typeof import('libpg-query').parseSync;
-
-let parseSync: ParseSync | undefined;
-let loading: Promise<void> | undefined;
-
 /** Loads the parser's WASM module once; idempotent; safe to call concurrently. */
-export async function loadClassifier(): Promise<void> {
-  // Imported lazily: libpg-query starts compiling its WASM as soon as it is
-  // imported, which code paths that never classify SQL should not pay for.
-  loading ??= (async () => {
-    const lib = await import('libpg-query');
-    await lib.loadModule();
-    parseSync = lib.parseSync;
-  })().catch((err: unknown) => {
-    loading = undefined; // let a later call retry
-    throw err;
-  });
-  return loading;
+export function loadClassifier(): Promise<void> {
+  return loadParser();
 }
 
 /**
@@ -49,7 +35,6 @@ export async function loadClassifier(): Promise<void> {
  * `loadClassifier()` has resolved.
  */
 export function classifyStatements(sql: string): StatementPlan {
-  if (!parseSync) throw new Error('classifyStatements() called before loadClassifier() resolved');
   const cached = recentPlans.get(sql);
   if (cached) {
     // Re-inserting keeps the map in least-recently-used order.
@@ -58,7 +43,7 @@ export function classifyStatements(sql: string): StatementPlan {
     return cached;
   }
   // Refused texts throw here and are not kept: each refusal gets its own error object.
-  const plan = Object.freeze(classifyUncached(sql, parseSync));
+  const plan = Object.freeze(classifyUncached(sql));
   if (sql.length <= MAX_CACHED_SQL_LENGTH) {
     recentPlans.set(sql, plan);
     if (recentPlans.size > MAX_CACHED_PLANS) recentPlans.delete(recentPlans.keys().next().value!);
@@ -76,16 +61,27 @@ const MAX_CACHED_PLANS = 512;
 const MAX_CACHED_SQL_LENGTH = 4096;
 const recentPlans = new Map<string, StatementPlan>();
 
-function classifyUncached(sql: string, parseSync: ParseSync): StatementPlan {
+function classifyUncached(sql: string): StatementPlan {
   // libpg-query rejects '' outright, whereas the server answers it with EmptyQueryResponse.
   if (sql === '') return { statementCount: 0, mustRunAlone: false, parsed: true };
+  // The parser stops reading at a NUL: what it checked would not be the whole text. PostgreSQL's
+  // text cannot hold one either (the server refuses such a Query message).
+  if (sql.includes('\0')) throw nulInText();
 
   let stmts: Node[];
   try {
-    stmts = (parseSync(sql).stmts ?? []).flatMap((raw) => (raw.stmt ? [raw.stmt] : []));
-  } catch {
-    // The server parses it again and reports the error with its own position and SQLSTATE.
-    return { statementCount: 1, mustRunAlone: false, parsed: false };
+    stmts = (parse(asSent(sql)).stmts ?? []).flatMap((raw) => (raw.stmt ? [raw.stmt] : []));
+  } catch (err) {
+    // The parser refused the text (a syntax error, or its stack of 10,000 tokens ran out):
+    // PostgreSQL's parser refuses the whole string alike before running any of it, and the
+    // server reports the error with its own position and SQLSTATE. Not so for stack depth,
+    // whose limit differs there.
+    if (err instanceof ParserRefusal && !/stack depth/i.test(err.message)) return { statementCount: 1, mustRunAlone: false, parsed: false };
+    // Too deeply nested to check (the stack under the parser's WASM code ran out): the server
+    // may well run it — statements before the deep one included, COMMIT among them — so what
+    // cannot be checked is not run.
+    if (err instanceof ParserRefusal || err instanceof ParserFailure) throw tooComplex();
+    throw err;
   }
 
   for (const stmt of stmts) {
@@ -101,6 +97,31 @@ function classifyUncached(sql: string, parseSync: ParseSync): StatementPlan {
   // In a multi-statement string these statements fail anyway (the server wraps
   // the string in an implicit transaction block), so only a lone one can run alone.
   return { statementCount: stmts.length, mustRunAlone: only !== undefined && refusesTransactionBlock(only), parsed: true };
+}
+
+/**
+ * The text as the server receives it: node-postgres encodes a lone surrogate
+ * as U+FFFD, whereas libpg-query's encoder counts one as four bytes and writes
+ * three (a surrogate followed by a 3-byte character cut the end of the text
+ * off: a COMMIT there went unseen).
+ */
+function asSent(sql: string): string {
+  // String.prototype.isWellFormed/toWellFormed (Node 20; TypeScript has them from its ES2024 lib on).
+  const s = sql as unknown as { isWellFormed(): boolean; toWellFormed(): string };
+  return s.isWellFormed() ? sql : s.toWellFormed();
+}
+
+function nulInText(): PgbgError {
+  return new PgbgError('22021', 'invalid byte sequence for encoding "UTF8": 0x00', {
+    detail: 'The SQL text contains a NUL character, which PostgreSQL text cannot hold.',
+  });
+}
+
+function tooComplex(): PgbgError {
+  return new PgbgError('54001', 'statement is too complex to check', {
+    detail: 'pgbg checks the SQL text with PostgreSQL\'s parser before a worker runs it; this text\'s parse tree is nested too deeply to check.',
+    hint: 'Simplify the statement: fewer nested expressions, subqueries or set operations.',
+  });
 }
 
 /**
@@ -170,19 +191,20 @@ export function sqlPreview(sql: string, max = 120): string {
  * statement around it must be exactly `SELECT * FROM f() AS r(…)`.
  */
 export function isColumnDefinitionList(text: string): boolean {
-  if (!parseSync) throw new Error('isColumnDefinitionList() called before loadClassifier() resolved');
+  if (text.includes('\0')) return false;
   let stmts;
   try {
-    stmts = parseSync(`SELECT * FROM f() AS r(${text})`).stmts ?? [];
-  } catch {
-    return false;
+    stmts = parse(`SELECT * FROM f() AS r(${asSent(text)})`).stmts ?? [];
+  } catch (err) {
+    if (err instanceof ParserRefusal || err instanceof ParserFailure) return false;
+    throw err;
   }
   const from = (stmts[0]?.stmt as { SelectStmt?: { fromClause?: { RangeFunction?: { coldeflist?: unknown[] } }[] } } | undefined)?.SelectStmt?.fromClause;
   const columns = from?.[0]?.RangeFunction?.coldeflist;
   if (stmts.length !== 1 || !columns || columns.length === 0) return false;
   if (!columns.every((c) => Object.keys((c as { ColumnDef?: object }).ColumnDef ?? { x: 0 }).every((k) => COLUMN_DEF_KEYS.has(k)))) return false;
   const shape = (s: unknown) => JSON.stringify(s, (k, v: unknown) => (k === 'location' || k === 'coldeflist' ? undefined : v));
-  return shape(stmts[0]!.stmt) === shape(parseSync('SELECT * FROM f() AS r(x int)').stmts![0]!.stmt);
+  return shape(stmts[0]!.stmt) === shape(parse('SELECT * FROM f() AS r(x int)').stmts![0]!.stmt);
 }
 
 /** What a column definition may say: a name, a type, a collation (no defaults, constraints, storage). */
