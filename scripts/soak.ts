@@ -34,7 +34,7 @@ export function report(s: SoakSummary): string[] {
     `  errors by SQLSTATE: ${counts(s.errorsBySqlstate)}`,
     `  stale handles (SQLSTATE got): ${counts(s.staleHandleChecks)}`,
     `  races (${s.raceRounds} rounds): ${counts(s.racePatterns)}`,
-    f ? `  fates: committed=${f.committed} rolled-back=${f.rolledBack} (canceled ${f.canceled}, failed ${f.failed}); canceled after their commit=${f.cancelAfterCommit}; run/run_query overruns=${f.timedOut}; journal rows=${f.journalRows}` : '  fates: not checked',
+    f ? `  fates: committed=${f.committed} rolled-back=${f.rolledBack} (canceled ${f.canceled}, failed ${f.failed}); canceled after their commit=${f.cancelAfterCommit} (of them begun only after the cancel was delivered: ${f.lostCancels}); run/run_query overruns=${f.timedOut}; journal rows=${f.journalRows}` : '  fates: not checked',
     `  server RSS MB: start ${fmt(s.rss.startMb)}, quiet after warm-up ${fmt(s.rss.warm?.rssMb)}, quiet at end ${fmt(s.rss.end?.rssMb)}, max ${fmt(s.rss.maxMb)}; ` +
       `slope after warm-up ${fmt(s.rss.slopeMbPer1000Jobs, 2)} MB/1000 jobs over ${s.rss.samples} samples (${s.rss.enforced ? `limit ${s.options.rssSlopeLimit}` : `reported only: limit enforced from ${s.options.rssEnforceFrom} jobs after warm-up`})`,
     `  server heap MB after full GC: quiet after warm-up ${fmt(s.rss.warm?.heapMb)}, quiet at end ${fmt(s.rss.end?.heapMb)} ` +

@@ -55,6 +55,8 @@ export interface FinalFigures {
   canceled: number;
   failed: number;
   cancelAfterCommit: number;
+  /** Of those, jobs whose SQL began only after their cancel had been delivered (cancel-lost-before-start). */
+  lostCancels: number;
   /** run / run_query calls that overran their timeout (the server canceled them). */
   timedOut: number;
   journalRows: number;
@@ -79,12 +81,15 @@ export async function finalCheck(admin: pg.Client, ledger: Ledger): Promise<Fina
     }
     byId.set(id, [...(byId.get(id) ?? []), j]);
   }
-  const effects = new Map((await admin.query<{ job_id: number; n: number }>('SELECT job_id, count(*)::int AS n FROM soak_effects GROUP BY job_id')).rows.map((r) => [r.job_id, r.n]));
+  // With the moment (the worker's clock_timestamp()) each job's first statement ran.
+  const effects = new Map((await admin.query<{ job_id: number; n: number; at: string }>(
+    'SELECT job_id, count(*)::int AS n, (extract(epoch FROM min(at)) * 1000000)::int8::text AS at FROM soak_effects GROUP BY job_id',
+  )).rows.map((r) => [r.job_id, { n: r.n, at: BigInt(r.at) }]));
   for (const id of effects.keys()) if (!ledger.jobs.has(id)) ledger.violation(`soak_effects has job ${id}, which nobody launched`);
 
-  const figures: FinalFigures = { committed: 0, rolledBack: 0, canceled: 0, failed: 0, cancelAfterCommit: 0, timedOut: 0, journalRows: journal.length };
+  const figures: FinalFigures = { committed: 0, rolledBack: 0, canceled: 0, failed: 0, cancelAfterCommit: 0, lostCancels: 0, timedOut: 0, journalRows: journal.length };
   for (const rec of ledger.jobs.values()) {
-    const n = effects.get(rec.spec.id) ?? 0;
+    const n = effects.get(rec.spec.id)?.n ?? 0;
     if (n > 1) ledger.violation(`its effect committed ${n} times`, rec);
     if (rec.launchFailed) {
       if (n !== 0) ledger.violation('its launch failed, yet its effect committed', rec);
@@ -98,6 +103,11 @@ export async function finalCheck(admin: pg.Client, ledger: Ledger): Promise<Fina
     if (state === 'canceled') figures.canceled++;
     if (state === 'error') figures.failed++;
     if (committed && rec.cancelRequested) figures.cancelAfterCommit++;
+    const began = effects.get(rec.spec.id)?.at;
+    if (committed && rec.cancelDoneAt !== undefined && began !== undefined && began > rec.cancelDoneAt) {
+      figures.lostCancels++;
+      ledger.issue('cancel-lost-before-start', `its SQL began ${Number(began - rec.cancelDoneAt) / 1000} ms after its cancel had been delivered, and it committed`, rec);
+    }
     if (rec.timedOut) figures.timedOut++;
     if (committed && n !== 1) ledger.violation(`it ended ${state} (committed), but its effect is there ${n} times`, rec);
     if (!committed && n !== 0) ledger.violation(`it ended ${state}, yet its effect committed`, rec);

@@ -35,6 +35,13 @@ export interface JobRec {
   seenCode: string | undefined;
   /** The library's jobs: the final state the engine told its observer. */
   engineState?: string | undefined;
+  /**
+   * PostgreSQL's clock (µs since the epoch) once its first cancel had been delivered: read after
+   * the cancel call returned, which it does once the worker's backend was signalled.
+   */
+  cancelDoneAt?: bigint;
+  /** performance.now() when its launch answered (for the failure message: when a cancel came). */
+  launchedAt?: number;
   /** The launch itself failed (no handle). */
   launchFailed?: boolean;
   /** The operations done on it, for the failure message (bounded). */
@@ -89,6 +96,9 @@ export function wrongRows(s: JobSpec, rows: readonly { id: unknown; g: unknown }
  * each is still printed with its count and first examples.
  */
 export const KNOWN_ISSUES = {
+  'cancel-lost-before-start':
+    'a cooperative cancel delivered before the worker\'s backend began the job\'s SQL is dropped by PostgreSQL (no statement to cancel): ' +
+    'the job then runs to its end and commits, reported stopped, where 2.0 says a job canceled before its SQL starts just ends',
   'cancel-truncates-result':
     'a cancel that comes too late to stop the job (it commits: no error, journal stopped) still drops its unread rows: ' +
     'the result then succeeds with fewer rows (often none) than the job returned, while result_info/outcome report the full row_count',
@@ -160,6 +170,19 @@ export class Ledger {
     map.set(key, (map.get(key) ?? 0) + 1);
   }
 
+  /** A cancel of the job returned at `at` (PostgreSQL's clock, µs): the earliest one counts. */
+  canceled(rec: JobRec, at: string | undefined): void {
+    rec.cancelRequested = true;
+    if (at === undefined) return;
+    const t = BigInt(at);
+    if (rec.cancelDoneAt === undefined || t < rec.cancelDoneAt) rec.cancelDoneAt = t;
+  }
+
+  /** ms since the job's launch answered, as a note's suffix. */
+  since(rec: JobRec): string {
+    return rec.launchedAt === undefined ? '' : `@+${Math.round(performance.now() - rec.launchedAt)}ms`;
+  }
+
   note(rec: JobRec, what: string): void {
     if (rec.trace.length < 16) rec.trace.push(what);
     else if (rec.trace.length === 16) rec.trace.push('…');
@@ -193,6 +216,9 @@ export function describe(rec: JobRec): string {
   return `${rec.via} as ${rec.role}${rec.session >= 0 ? ` in session ${rec.session}` : ''}${handle}, ${s.rows} rows, sleep ${s.sleepMs} ms${s.fails ? ', fails' : ''}` +
     `${rec.cancelRequested ? ', canceled' : ''}${rec.timedOut ? ', timed out' : ''}; seen ${rec.seen}${rec.seenCode ? ` ${rec.seenCode}` : ''}; ops: ${rec.trace.join(' → ') || 'none'}`;
 }
+
+/** PostgreSQL's clock in µs since the epoch, as text (a float8 epoch would lose the microseconds). */
+export const PG_NOW_US = '(extract(epoch FROM clock_timestamp()) * 1000000)::int8::text';
 
 /** The SQLSTATE of an error, or 'none' (a client-side failure: a timeout, a lost connection). */
 export function codeOf(err: unknown): string {

@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import { Engine, type Handle, type JobObserver, type JobSnapshot, type Session } from '../../src/index.js';
-import { codeOf, drawSpec, jobSql, LIBRARY_ID_BASE, type JobRec, type Ledger } from './ledger.js';
+import { codeOf, drawSpec, jobSql, LIBRARY_ID_BASE, PG_NOW_US, type JobRec, type Ledger } from './ledger.js';
 import type { Prng } from './prng.js';
 
 export interface LibraryContext {
@@ -51,7 +51,7 @@ export async function runLibrary(ctx: LibraryContext): Promise<void> {
         arrived = true;
         await ctx.checkpoint();
       }
-      previous = await round(ctx, session, r, previous, async (cookie) => {
+      previous = await round(ctx, session, launcher, r, previous, async (cookie) => {
         const key = String(cookie);
         for (let i = 0; i < 300 && !ended.has(key); i++) {
           await new Promise<void>((resolve) => {
@@ -79,7 +79,7 @@ export async function runLibrary(ctx: LibraryContext): Promise<void> {
 }
 
 async function round(
-  ctx: LibraryContext, session: Session, r: number, previous: Handle | undefined, endOf: (cookie: bigint) => Promise<JobSnapshot | undefined>,
+  ctx: LibraryContext, session: Session, launcher: pg.Client, r: number, previous: Handle | undefined, endOf: (cookie: bigint) => Promise<JobSnapshot | undefined>,
 ): Promise<Handle> {
   const { ledger, rng } = ctx;
   const spec = drawSpec(rng, LIBRARY_ID_BASE + r, ctx.maxRows);
@@ -92,6 +92,7 @@ async function round(
   const h = await session.launch(jobSql(spec), { queueSize });
   rec.pid = h.pid;
   rec.cookie = String(h.cookie);
+  rec.launchedAt = performance.now();
 
   // The previous round's handle, now stale: its pid is often this job's (the pool reuses the worker).
   if (previous) await staleUse(ctx, session, previous, previous.pid === h.pid ? '55000' : '42704');
@@ -110,10 +111,14 @@ async function round(
     switch (k) {
       case 'result': return session.result<{ id: number; g: number }>(h);
       case 'detach': return session.detach(h);
-      case 'cancel': return session.cancel(h);
-      case 'cancel_coop': return session.cancel(h, { cooperative: true });
-      case 'cancel_grace': return session.cancel(h, { graceMs: grace });
       case 'wait': return session.waitTimeout(h, 200);
+      default: {
+        await (k === 'cancel' ? session.cancel(h) : k === 'cancel_coop' ? session.cancel(h, { cooperative: true }) : session.cancel(h, { graceMs: grace }));
+        // Resolved: the backend was signalled; PostgreSQL's clock from now on is later than that.
+        const at = (await launcher.query<{ at: string }>(`SELECT ${PG_NOW_US} AS at`)).rows[0]?.at;
+        ledger.canceled(rec, at);
+        return undefined;
+      }
     }
   };
   const settled = await Promise.allSettled(racers.map((k, i) => run(k, delays[i]!)));
@@ -121,7 +126,8 @@ async function round(
   settled.forEach((s, i) => {
     const k = racers[i]!;
     pattern.push(`${k}:${s.status === 'fulfilled' ? 'ok' : codeOf(s.reason)}`);
-    if (CANCELS.includes(k) && s.status === 'fulfilled') rec.cancelRequested = true;
+    // A cancel that lost the race (42704) asked nothing; one that failed otherwise may have.
+    if (CANCELS.includes(k) && (s.status === 'fulfilled' || codeOf(s.reason) !== '42704')) rec.cancelRequested = true;
   });
   ledger.count(ledger.raceOutcomes, pattern.sort().join(' '));
   ledger.note(rec, pattern.join(' '));

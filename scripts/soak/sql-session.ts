@@ -5,7 +5,7 @@
  * what it knows: its own model of which handles it tracks.
  */
 import type pg from 'pg';
-import { codeOf, drawSpec, idOfPreview, jobSql, type JobRec, type Ledger, type Via } from './ledger.js';
+import { codeOf, drawSpec, idOfPreview, jobSql, PG_NOW_US, type JobRec, type Ledger, type Via } from './ledger.js';
 import type { Prng } from './prng.js';
 
 export interface Tracked {
@@ -203,6 +203,7 @@ export class SqlCaller {
     try {
       const [row] = await this.#q<{ pid: number; cookie: string }>(via, text, values);
       if (!this.#handleOf(rec, row)) return;
+      rec.launchedAt = performance.now();
       if (this.tracked.some((t) => t.pid === row!.pid)) ledger.violation(`pid ${row!.pid} handed out while this session tracks it`, rec);
       this.tracked.push({ rec, pid: row!.pid, cookie: row!.cookie, results: via === 'launch' });
     } catch (err) {
@@ -247,20 +248,25 @@ export class SqlCaller {
 
   async #cancel(t: Tracked): Promise<void> {
     const grace = this.ctx.rng.chance(0.7) ? 0 : this.ctx.rng.int(1, 30);
-    this.ctx.ledger.note(t.rec, `cancel(${grace})`);
+    this.ctx.ledger.note(t.rec, `cancel(${grace})${this.ctx.ledger.since(t.rec)}`);
     t.rec.cancelRequested = true;
     try {
-      await this.#q(grace === 0 ? 'cancel' : 'cancel_grace', 'SELECT pg_background_cancel($1, $2, $3)', [t.pid, t.cookie, grace]);
+      // The clock is read once the cancel returned (the subquery runs first): the backend was signalled by then.
+      const [row] = await this.#q<{ at: string }>(grace === 0 ? 'cancel' : 'cancel_grace',
+        `SELECT ${PG_NOW_US} AS at FROM (SELECT pg_background_cancel($1, $2, $3) OFFSET 0) c`, [t.pid, t.cookie, grace]);
+      this.ctx.ledger.canceled(t.rec, row?.at);
     } catch (err) {
       this.#expected(err, [], 'cancel', t.rec);
     }
   }
 
   async #cancelByLabel(t: Tracked): Promise<void> {
-    this.ctx.ledger.note(t.rec, 'cancel_by_label');
+    this.ctx.ledger.note(t.rec, `cancel_by_label${this.ctx.ledger.since(t.rec)}`);
     t.rec.cancelRequested = true;
     try {
-      const [row] = await this.#q<{ n: number }>('cancel_by_label', 'SELECT pg_background_cancel_by_label($1, 0) AS n', [t.rec.label]);
+      const [row] = await this.#q<{ n: number; at: string }>('cancel_by_label',
+        `SELECT n, ${PG_NOW_US} AS at FROM (SELECT pg_background_cancel_by_label($1, 0) AS n OFFSET 0) c`, [t.rec.label]);
+      this.ctx.ledger.canceled(t.rec, row?.at);
       if (row?.n !== 1) this.ctx.ledger.violation(`cancel_by_label('${t.rec.label}') canceled ${row?.n} jobs, not 1`, t.rec);
     } catch (err) {
       this.#expected(err, [], 'cancel_by_label', t.rec);
