@@ -63,6 +63,9 @@ async function main(): Promise<number> {
   // Told to stop, or past the deadline (and the stop's own time): the server is stopped and its data removed, then the process ends.
   const end = (code: number, message: string) => {
     process.stdout.write(`soak: FAIL seed=${options.seed}: ${message}\n`);
+    // Connections break as the server stops: nothing may keep the stop from finishing.
+    process.on('uncaughtException', (err) => process.stderr.write(`while stopping: ${err.message}\n`));
+    process.on('unhandledRejection', (err) => process.stderr.write(`while stopping: ${(err as Error).message}\n`));
     void Promise.race([Promise.all([...stopOnExit].map((stop) => stop().catch(() => undefined))), new Promise((r) => setTimeout(r, 45_000))])
       .finally(() => process.exit(code));
   };

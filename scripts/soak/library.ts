@@ -40,10 +40,21 @@ export async function runLibrary(ctx: LibraryContext): Promise<void> {
   };
   const engine = new Engine({ observer, pool: { maxConnections: 16, idleTimeoutMs: 500 } });
   const launcher = new pg.Client(ctx.connection);
+  // PostgreSQL's clock, read after each cancel: on a connection of its own, one query at a time.
+  const clockClient = new pg.Client(ctx.connection);
+  let tail: Promise<unknown> = Promise.resolve();
+  const clock = (): Promise<string | undefined> => {
+    const read = tail.then(() => clockClient.query<{ at: string }>(`SELECT ${PG_NOW_US} AS at`)).then((r) => r.rows[0]?.at);
+    tail = read.catch(() => undefined);
+    return read;
+  };
+  // Their loss (the server stopping under a signal) fails the calls that need them, never the process.
+  for (const c of [launcher, clockClient]) c.on('error', (err) => ctx.ledger.violation(`a library connection failed: ${err.message}`));
   let session: Session | undefined;
   let arrived = false;
   try {
     await launcher.connect();
+    await clockClient.connect();
     session = engine.session({ launcher });
     let previous: Handle | undefined;
     for (let r = 0; r < ctx.rounds && performance.now() < ctx.deadlineAt; r++) {
@@ -51,7 +62,7 @@ export async function runLibrary(ctx: LibraryContext): Promise<void> {
         arrived = true;
         await ctx.checkpoint();
       }
-      previous = await round(ctx, session, launcher, r, previous, async (cookie) => {
+      previous = await round(ctx, session, clock, r, previous, async (cookie) => {
         const key = String(cookie);
         for (let i = 0; i < 300 && !ended.has(key); i++) {
           await new Promise<void>((resolve) => {
@@ -75,11 +86,12 @@ export async function runLibrary(ctx: LibraryContext): Promise<void> {
     session?.close();
     await engine.close({ graceMs: 5000 });
     await launcher.end().catch(() => undefined);
+    await clockClient.end().catch(() => undefined);
   }
 }
 
 async function round(
-  ctx: LibraryContext, session: Session, launcher: pg.Client, r: number, previous: Handle | undefined, endOf: (cookie: bigint) => Promise<JobSnapshot | undefined>,
+  ctx: LibraryContext, session: Session, clock: () => Promise<string | undefined>, r: number, previous: Handle | undefined, endOf: (cookie: bigint) => Promise<JobSnapshot | undefined>,
 ): Promise<Handle> {
   const { ledger, rng } = ctx;
   const spec = drawSpec(rng, LIBRARY_ID_BASE + r, ctx.maxRows);
@@ -115,8 +127,7 @@ async function round(
       default: {
         await (k === 'cancel' ? session.cancel(h) : k === 'cancel_coop' ? session.cancel(h, { cooperative: true }) : session.cancel(h, { graceMs: grace }));
         // Resolved: the backend was signalled; PostgreSQL's clock from now on is later than that.
-        const at = (await launcher.query<{ at: string }>(`SELECT ${PG_NOW_US} AS at`)).rows[0]?.at;
-        ledger.canceled(rec, at);
+        ledger.canceled(rec, await clock());
         return undefined;
       }
     }
