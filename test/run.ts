@@ -22,7 +22,9 @@ async function testFiles(dir: string): Promise<string[]> {
 
 async function main(): Promise<number> {
   const root = path.resolve(import.meta.dirname, '..');
-  const filter = process.argv.slice(2);
+  // File substrings select files; options (--test-name-pattern=…, --test-only) go to node's test runner.
+  const options = process.argv.slice(2).filter((a) => a.startsWith('--'));
+  const filter = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   let files = await testFiles(path.join(root, 'test'));
   if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
 
@@ -44,7 +46,7 @@ async function main(): Promise<number> {
         process.execPath,
         [
           '--import', 'tsx', '--import', pathToFileURL(path.join(root, 'test/helpers/blocking-stdout.ts')).href,
-          '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=180000', '--test-force-exit', ...files,
+          '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=180000', '--test-force-exit', ...options, ...files,
         ],
         { stdio: 'inherit', env },
       );
