@@ -1,6 +1,7 @@
 /** Shared helpers for tests that talk to the real PostgreSQL started by test/run.ts. */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { lingeringSessions, recordLeakedSessions } from './leaks.js';
 
 export function serverUrl(): string {
   const url = process.env.PGBG_TEST_DATABASE_URL;
@@ -35,7 +36,13 @@ export async function createTestDatabase(prefix = 'pgbg_t'): Promise<{ name: str
   return {
     name,
     url: urlFor(name),
-    drop: () => withClient(serverUrl(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+    // FORCE ends what is still connected; whatever a test left (after a bounded wait for closing
+    // clients to leave) is recorded first, so the run reports it instead of the drop hiding it.
+    drop: () => withClient(serverUrl(), async (c) => {
+      const left = await lingeringSessions(c, 'datname = $1', name);
+      if (left.length > 0) recordLeakedSessions(name, left);
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }),
   };
 }
 

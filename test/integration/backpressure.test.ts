@@ -1,23 +1,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withClient } from '../helpers/db.js';
-import { sleep, useFixture } from '../helpers/engine.js';
+import { useFixture } from '../helpers/engine.js';
+import { until, untilClientWrite } from '../helpers/activity.js';
+import type { Handle } from '../../src/index.js';
 
 describe('backpressure', () => {
   const ctx = useFixture();
 
   test('a full queue makes the worker wait on its client; reading resumes it; all rows arrive in order', async () => {
     const h = await ctx.fx.session.launch("SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 200000) g", { queueSize: 4096 });
-    // Bounded: up to 10 s for the worker to fill the queue and block writing to its socket.
-    let waitEvent: string | undefined;
-    for (let i = 0; i < 100 && waitEvent !== 'Client/ClientWrite'; i++) {
-      await sleep(100);
-      const r = await withClient(ctx.db.url, (c) =>
-        c.query("SELECT wait_event_type || '/' || wait_event AS w FROM pg_stat_activity WHERE pid = $1", [h.pid]),
-      );
-      waitEvent = r.rows[0]?.w;
-    }
-    assert.equal(waitEvent, 'Client/ClientWrite');
+    // Bounded: the worker fills the queue and blocks writing to its socket.
+    await untilClientWrite(ctx.db.url, h.pid);
     const job = ctx.fx.session.trackedJob(h).job;
     assert.ok(job.stalled, 'the engine stopped reading the worker socket');
     assert.ok(!job.ended);
@@ -37,16 +31,17 @@ describe('backpressure', () => {
     // (of this job or another) land in it. Eight jobs fill their queues, interleaved, before any is read.
     const jobs = 8;
     const rowsPerJob = 20_000;
-    const handles = [];
+    const handles: Handle[] = [];
     for (let j = 0; j < jobs; j++) {
       handles.push(
         await ctx.fx.session.launch(`SELECT g, md5(g::text || '/${j}') AS h FROM generate_series(1, ${rowsPerJob}) g`, { queueSize: 256 * 1024 }),
       );
     }
-    // Bounded: up to 10 s for every job to stall on its full queue or finish.
-    for (let i = 0; i < 100; i++) {
-      if (handles.every((h) => { const job = ctx.fx.session.trackedJob(h).job; return job.stalled || job.ended; })) break;
-      await sleep(100);
+    // Every job's rows (~1 MB) overflow its queue: each stalls, none can end, before any is read.
+    await until(() => handles.every((h) => ctx.fx.session.trackedJob(h).job.stalled), 'every job stalled on its full queue');
+    for (const h of handles) {
+      const job = ctx.fx.session.trackedJob(h).job;
+      assert.ok(job.stalled && !job.ended, `job ${h.pid} stalled, not ended`);
     }
     let checked = 0;
     for (let j = 0; j < jobs; j++) {
@@ -73,9 +68,11 @@ describe('backpressure', () => {
     for await (const row of ctx.fx.session.rows<{ g: number; h: string }>(h, { rowMode: 'object' })) {
       n++;
       sum += row.g;
-      if (n % 100_000 === 0) {
-        // A slow reader now and then: the worker fills the queue meanwhile, which is when the bound matters.
-        await sleep(50);
+      if (n % 100_000 === 0 && n < 1_000_000) {
+        // A slow reader now and then: it waits until the queue is full and the worker blocked on its
+        // socket (the rest, over 4 MB, cannot fit in the socket buffers), which is when the bound matters.
+        await until(() => job.stalled, `the queue filled after row ${n}`);
+        await untilClientWrite(ctx.db.url, h.pid);
         maxBuffered = Math.max(maxBuffered, job.bufferedBytes);
         samples++;
       }
@@ -83,6 +80,7 @@ describe('backpressure', () => {
     assert.equal(n, 1_000_000);
     assert.equal(sum, (1_000_000 * 1_000_001) / 2);
     console.log(`1M rows: max buffered ${maxBuffered} bytes in ${samples} samples (queue 65536)`);
+    assert.equal(samples, 9);
     assert.ok(maxBuffered >= 65536, 'the queue filled while the reader paused');
     assert.ok(maxBuffered < 65536 + 256 * 1024, `max buffered ${maxBuffered}`);
   });
@@ -93,13 +91,18 @@ describe('self-deadlock', () => {
 
   test('waiting for a worker blocked by a lock the launcher holds fails with 40P01 naming both pids', async () => {
     await ctx.fx.launcher.query('BEGIN');
-    await ctx.fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-    const h = await ctx.fx.session.launch('INSERT INTO t VALUES (1)');
-    const launcherPid = (ctx.fx.launcher as unknown as { processID: number }).processID;
-    const err = await ctx.fx.session.wait(h).then(() => undefined, (e: unknown) => e as { code: string; detail: string });
-    assert.equal(err?.code, '40P01');
-    assert.match(err?.detail ?? '', new RegExp(`${launcherPid}.*${h.pid}`));
-    await ctx.fx.launcher.query('ROLLBACK');
+    let h;
+    try {
+      await ctx.fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+      h = await ctx.fx.session.launch('INSERT INTO t VALUES (1)');
+      const launcherPid = (ctx.fx.launcher as unknown as { processID: number }).processID;
+      const err = await ctx.fx.session.wait(h).then(() => undefined, (e: unknown) => e as { code: string; detail: string });
+      assert.equal(err?.code, '40P01');
+      assert.match(err?.detail ?? '', new RegExp(`${launcherPid}.*${h.pid}`));
+    } finally {
+      // Also when the test fails: the shared launcher must not keep the transaction and its lock.
+      await ctx.fx.launcher.query('ROLLBACK');
+    }
     await ctx.fx.session.wait(h);
     assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ command: 'INSERT 0 1' }]);
   });
@@ -111,12 +114,16 @@ describe('control queries outside the pool caps', () => {
   test('with a one-connection pool, the self-deadlock check and terminate still run', async () => {
     const { fx } = ctx;
     await fx.launcher.query('BEGIN');
-    await fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-    const h = await fx.session.launch('INSERT INTO t VALUES (1)');
-    await assert.rejects(fx.session.wait(h), { code: '40P01' });
-    await fx.session.cancel(h);
-    assert.equal(fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
-    await fx.launcher.query('ROLLBACK');
+    let h;
+    try {
+      await fx.launcher.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+      h = await fx.session.launch('INSERT INTO t VALUES (1)');
+      await assert.rejects(fx.session.wait(h), { code: '40P01' });
+      await fx.session.cancel(h);
+      assert.equal(fx.session.list().find((j) => j.pid === h!.pid)?.state, 'canceled');
+    } finally {
+      await fx.launcher.query('ROLLBACK');
+    }
     fx.session.detach(h);
   });
 });

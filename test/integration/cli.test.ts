@@ -5,39 +5,65 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { legacyInstall } from '../helpers/legacy-install.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
+import { until, untilGone } from '../helpers/activity.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 interface Serving {
   output: string;
+  /** What the server logged (its stderr: pino JSON lines). */
+  log: string;
   stop(signal: NodeJS.Signals): Promise<{ code: number | null; output: string }>;
 }
 
+/** Every server a test started and that has not exited yet: killed after the file, whatever happened. */
+const children = new Set<ChildProcess>();
+
 async function startServe(args: string[]): Promise<Serving> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   let out = '';
+  let log = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 60_000);
-    const check = () => {
-      if (!/^ready: /m.test(out)) return;
-      clearTimeout(timer);
-      resolve();
-    };
-    child.stdout.on('data', check);
-    void exited.then((code) => reject(new Error(`exited with ${code}: ${out}`)));
+  child.stderr.on('data', (d: Buffer) => {
+    log += d.toString();
+    process.stderr.write(d);
   });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    children.delete(child);
+    resolve(code);
+  }));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 60_000);
+      const check = () => {
+        if (/^ready: /m.test(out)) resolve();
+      };
+      child.stdout.on('data', check);
+      void exited.then((code) => reject(new Error(`exited with ${code}: ${out}`)));
+    });
+  } catch (err) {
+    // A server that missed its ready line is not left running.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     get output() {
       return out;
+    },
+    get log() {
+      return log;
     },
     async stop(signal) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -61,6 +87,7 @@ describe('pgbg install / serve --database / uninstall', () => {
     data = await mkdtemp(path.join(os.tmpdir(), 'pgbg-cli-'));
   });
   after(async () => {
+    for (const child of children) child.kill('SIGKILL');
     await db?.drop();
     await rm(data, { recursive: true, force: true });
   });
@@ -127,6 +154,54 @@ describe('pgbg install / serve --database / uninstall', () => {
         await c.query(`REVOKE ALL ON DATABASE ${db.name} FROM ${outsider.name}`);
         await c.query(`DROP ROLE ${outsider.name}`);
       });
+    }
+  });
+
+  test('a server killed with a job running: the next start reports the job lost, on stdout and in its log', async () => {
+    // A database and data folder of its own, so that only this test's jobs are in its journal.
+    const own = await createTestDatabase();
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'pgbg-cli-lost-'));
+    let running: Serving | undefined;
+    let worker: number | undefined;
+    try {
+      const login = new URL(own.url);
+      const pgpass = path.join(folder, 'pgpass');
+      await writeFile(pgpass, `${login.hostname}:${login.port}:*:${decodeURIComponent(login.username)}:${decodeURIComponent(login.password)}\n`, { mode: 0o600 });
+      const installed = pgbg('install', '--database', own.url, '--data', folder);
+      assert.equal(installed.code, 0, installed.stderr);
+      const serve = () => startServe(['--database', own.url, '--pgpass', pgpass, '--data', folder, '--log-level', 'warn']);
+      running = await serve();
+      const job = await withClient(own.url, async (c) => {
+        const h = (await c.query("SELECT (h).pid FROM (SELECT pg_background_launch('SELECT pg_sleep(30)') AS h OFFSET 0) s")).rows[0];
+        worker = h.pid as number;
+        // On record as running (the journal writes behind the jobs), with its run's journal backend.
+        const q = 'SELECT j.run_id, r.pid AS journal FROM pgbg_server.jobs j JOIN pgbg_server.runs r USING (run_id) WHERE j.pid = $1 AND j.state = $2';
+        await until(async () => ((await c.query(q, [worker, 'running'])).rowCount ?? 0) > 0, 'the job is in the journal as running');
+        return (await c.query(q, [worker, 'running'])).rows[0] as { run_id: string; journal: number };
+      });
+      const killed = await running.stop('SIGKILL');
+      assert.equal(killed.code, null);
+      // Its journal connection ends with it, and with it the lock that says the run is alive.
+      await untilGone(own.url, job.journal);
+      running = await serve();
+      const restarted = running;
+      // Printed right behind the ready line (bounded wait).
+      await until(() => /were lost/.test(restarted.output), `the restarted server reports lost jobs; it printed: ${restarted.output}`);
+      assert.match(running.output, /^ {2}1 job\(s\) of an earlier run were lost \(the server stopped before they ended\): see pgbg_server\.jobs WHERE state = 'lost'$/m);
+      const lost = running.log.split('\n').filter((l) => l.includes('"msg":"job lost:')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lost.map((l) => [l.level, l.msg, l.pid, l.run, l.database, l.role]), [
+        [40, 'job lost: an earlier run of the server stopped before it ended', worker, job.run_id, own.name, decodeURIComponent(login.username)],
+      ]);
+      assert.ok(!running.log.includes('pg_sleep'), 'no SQL text in the log');
+      await withClient(own.url, async (c) => {
+        assert.deepEqual((await c.query('SELECT state FROM pgbg_server.jobs WHERE pid = $1', [worker])).rows, [{ state: 'lost' }]);
+      });
+    } finally {
+      await running?.stop('SIGKILL');
+      // The killed server's worker backend sleeps on: nobody is left to end it.
+      if (worker !== undefined) await withClient(own.url, (c) => c.query('SELECT pg_terminate_backend($1)', [worker]));
+      await own.drop();
+      await rm(folder, { recursive: true, force: true });
     }
   });
 

@@ -1,6 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import pg from 'pg';
+import { decodeDataRow, splitRowRun } from '../../src/protocol/data-row.js';
 import { useFixture } from '../helpers/engine.js';
 
 describe('launch and result', () => {
@@ -54,5 +56,50 @@ describe('launch and result', () => {
 
   test('an unknown pid is 42704', async () => {
     await assert.rejects(ctx.fx.session.result({ pid: 1 }), { code: '42704', message: 'PID 1 is not attached to this session' });
+  });
+
+  test('another session\'s handle is 42704 for every operation; its own session still reads it', async () => {
+    const other = new pg.Client({ connectionString: ctx.db.url });
+    await other.connect();
+    const s2 = ctx.fx.engine.session({ launcher: other });
+    try {
+      const h = await ctx.fx.session.launch('SELECT 7 AS x');
+      const notAttached = { code: '42704', message: `PID ${h.pid} is not attached to this session` };
+      await assert.rejects(s2.result(h), notAttached);
+      await assert.rejects(s2.wait(h), notAttached);
+      await assert.rejects(s2.waitTimeout(h, 10), notAttached);
+      await assert.rejects(s2.cancel(h), notAttached);
+      assert.throws(() => s2.detach(h), notAttached);
+      assert.throws(() => s2.progress(h), notAttached);
+      assert.deepEqual(s2.list(), []);
+      assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ x: 7 }]);
+    } finally {
+      s2.close();
+      await other.end();
+    }
+  });
+
+  test('rawResult: field metadata, then text values (NULL as null), their batches, or the DataRow messages; read once', async () => {
+    const sql = "SELECT g AS n, 'r' || g AS t, CASE WHEN g = 2 THEN NULL ELSE g * 1.5 END::float8 AS f FROM generate_series(1, 3) g";
+    const expected = [['1', 'r1', '1.5'], ['2', 'r2', null], ['3', 'r3', '4.5']];
+    const viaRows = await ctx.fx.session.launch(sql);
+    const raw = await ctx.fx.session.rawResult(viaRows);
+    assert.deepEqual(raw.fields.map((f) => [f.name, f.dataTypeID]), [['n', 23], ['t', 25], ['f', 701]]);
+    const rows = [];
+    for await (const row of raw.rows) rows.push(row);
+    assert.deepEqual(rows, expected);
+    assert.deepEqual(raw.commandTags(), ['SELECT 3']);
+    await assert.rejects(ctx.fx.session.rawResult(viaRows), { code: '42704', message: `results for PID ${viaRows.pid} have already been consumed` });
+
+    const viaBatches = await ctx.fx.session.rawResult(await ctx.fx.session.launch(sql));
+    const batched = [];
+    for await (const batch of viaBatches.batches) batched.push(...batch);
+    assert.deepEqual(batched, expected);
+
+    const viaWire = await ctx.fx.session.rawResult(await ctx.fx.session.launch(sql));
+    const messages = [];
+    for await (const runs of viaWire.dataRows) for (const run of runs) messages.push(...splitRowRun(run));
+    assert.ok(messages.every((m) => m[0] === 0x44), 'DataRow messages (type D)');
+    assert.deepEqual(messages.map(decodeDataRow), expected);
   });
 });

@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLoginRole, serverUrl, urlFor, withClient } from '../helpers/db.js';
 import { openFixture, sleep, useFixture } from '../helpers/engine.js';
+import { until, untilGone, untilLeft, untilSleeping } from '../helpers/activity.js';
 import { progressSql, type PgbgError } from '../../src/index.js';
 
 describe('job semantics', () => {
@@ -11,10 +12,15 @@ describe('job semantics', () => {
 
   test('autonomy: a job launched inside a transaction commits after the caller rolls back', async () => {
     await ctx.fx.launcher.query('BEGIN');
-    await ctx.fx.launcher.query("INSERT INTO log(msg) VALUES ('caller')");
-    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('audit')");
-    await ctx.fx.session.wait(h);
-    await ctx.fx.launcher.query('ROLLBACK');
+    let h;
+    try {
+      await ctx.fx.launcher.query("INSERT INTO log(msg) VALUES ('caller')");
+      h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('audit')");
+      await ctx.fx.session.wait(h);
+    } finally {
+      // Also when the test fails: the shared launcher must not stay inside the transaction.
+      await ctx.fx.launcher.query('ROLLBACK');
+    }
     assert.equal(await count('caller'), 0);
     assert.equal(await count('audit'), 1);
     await ctx.fx.session.result(h);
@@ -30,11 +36,15 @@ describe('job semantics', () => {
 
   test('a canceled multi-statement job leaves no rows (cancel with a grace period uses the cancel request)', async () => {
     const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('cancel-1'); SELECT pg_sleep(30); INSERT INTO log(msg) VALUES ('cancel-2')");
-    await sleep(200);
+    // The first INSERT is done once the job sleeps: the cancel has a write to undo.
+    await untilSleeping(ctx.db.url, h.pid);
     await ctx.fx.session.cancel(h, { graceMs: 5000 });
     const info = ctx.fx.session.list().find((j) => j.pid === h.pid);
     assert.equal(info?.state, 'canceled');
     await assert.rejects(ctx.fx.session.result(h), { code: '57014' });
+    // Counted once the backend has left the job (its transaction over); a backend still asleep would
+    // keep the rows uncommitted and make a count prove nothing.
+    await untilLeft(ctx.db.url, h.pid, 'cancel-1');
     assert.equal(await count('cancel-1'), 0);
     assert.equal(await count('cancel-2'), 0);
   });
@@ -53,11 +63,11 @@ describe('job semantics', () => {
 
   test('cancel without grace terminates the backend; the server keeps running', async () => {
     const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('term'); SELECT pg_sleep(30)");
-    await sleep(200);
+    await untilSleeping(ctx.db.url, h.pid);
     await ctx.fx.session.cancel(h);
     assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
-    const alive = await withClient(ctx.db.url, (c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [h.pid]));
-    assert.equal(alive.rows[0].n, 0);
+    // Terminated: the backend exits (bounded wait), rolling the INSERT back.
+    await untilGone(ctx.db.url, h.pid);
     assert.equal(await count('term'), 0);
     ctx.fx.session.detach(h);
   });
@@ -68,11 +78,49 @@ describe('job semantics', () => {
     await ctx.fx.launcher.query(`CREATE OR REPLACE FUNCTION stubborn() RETURNS void LANGUAGE plpgsql AS $$
       BEGIN FOR i IN 1..600 LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`);
     const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('stubborn'); SELECT stubborn()");
-    await sleep(200);
+    // In the loop (its pg_sleep) with the INSERT done, so the cancel request is the one it swallows.
+    await untilSleeping(ctx.db.url, h.pid);
     await ctx.fx.session.cancel(h, { graceMs: 300 });
     assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'canceled');
+    // Only a terminate ends the loop (30 s otherwise): the backend exits, the INSERT rolled back.
+    await untilGone(ctx.db.url, h.pid);
     assert.equal(await count('stubborn'), 0);
     ctx.fx.session.detach(h);
+  });
+
+  test('a cancel that arrives after the job committed reports the truth: stopped, the rows stay', async () => {
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('before-cancel')");
+    await ctx.fx.session.wait(h);
+    await ctx.fx.session.cancel(h, { graceMs: 1000 });
+    const row = ctx.fx.session.list().find((j) => j.pid === h.pid);
+    assert.deepEqual([row?.state, row?.lastError], ['stopped', null]);
+    assert.deepEqual((await ctx.fx.session.result(h)).rows, [{ command: 'INSERT 0 1' }]);
+    assert.equal(await count('before-cancel'), 1);
+  });
+
+  test('a worker connection that was sent a cancel request is closed, never reused', async () => {
+    const h = await ctx.fx.session.launch('SELECT pg_sleep(30)');
+    await untilSleeping(ctx.db.url, h.pid);
+    await ctx.fx.session.cancel(h, { graceMs: 5000 });
+    await assert.rejects(ctx.fx.session.result(h), { code: '57014' });
+    // The cancel request stopped the statement (the backend lives on), and the pool closes the connection.
+    await untilGone(ctx.db.url, h.pid);
+    const next = await ctx.fx.session.launch('SELECT pg_backend_pid() AS pid');
+    assert.notEqual(next.pid, h.pid);
+    await ctx.fx.session.result(next);
+  });
+
+  test('a worker whose backend is terminated mid-job by someone else: 08006 naming the pid, nothing commits', async () => {
+    const h = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('lost'); SELECT pg_sleep(30)");
+    await untilSleeping(ctx.db.url, h.pid);
+    await withClient(ctx.db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [h.pid]));
+    assert.equal(await ctx.fx.session.waitTimeout(h, 10_000), true);
+    assert.equal(ctx.fx.session.list().find((j) => j.pid === h.pid)?.state, 'error');
+    await assert.rejects(ctx.fx.session.result(h), {
+      code: '08006', message: `lost connection to worker process with PID ${h.pid}`, detail: 'terminating connection due to administrator command',
+    });
+    await untilGone(ctx.db.url, h.pid);
+    assert.equal(await count('lost'), 0);
   });
 
   test('worker errors keep SQLSTATE, detail, hint, constraint and the worker pid; position points into the caller\'s SQL', async () => {
@@ -138,6 +186,7 @@ describe('job semantics', () => {
   });
 
   test('submit disables results; wait, waitTimeout, list and stats', async () => {
+    const base = ctx.fx.session.stats();
     const h = await ctx.fx.session.submit('SELECT g FROM generate_series(1, 100000) g');
     await ctx.fx.session.wait(h); // results are discarded as they arrive, so it never stalls
     await assert.rejects(ctx.fx.session.result(h), { code: '0A000', message: `results are disabled for PID ${h.pid} (submitted via submit_v2)` });
@@ -149,11 +198,18 @@ describe('job semantics', () => {
     assert.equal(row.cookie, slow.cookie);
     assert.equal(await ctx.fx.session.waitTimeout(slow, 10_000), true);
     assert.equal(ctx.fx.session.list().find((j) => j.pid === slow.pid)?.state, 'stopped');
-    const before = ctx.fx.session.stats();
+    // A job is counted once its worker is back in the pool, just after it ended (bounded wait).
+    await until(() => ctx.fx.session.stats().workersCompleted >= base.workersCompleted + 2, 'both jobs counted');
+    const now = ctx.fx.session.stats();
+    const delta = (k: 'workersLaunched' | 'workersCompleted' | 'workersFailed' | 'workersCanceled' | 'workersActive') => now[k] - base[k];
+    assert.deepEqual(
+      { launched: delta('workersLaunched'), completed: delta('workersCompleted'), failed: delta('workersFailed'), canceled: delta('workersCanceled') },
+      { launched: 2, completed: 2, failed: 0, canceled: 0 },
+    );
+    assert.equal(now.workersActive, 0);
+    assert.equal(now.maxWorkers, 16);
     await ctx.fx.session.result(slow);
     ctx.fx.session.detach(h);
-    assert.ok(before.workersLaunched >= 2 && before.workersCompleted >= 2);
-    assert.equal(before.maxWorkers, 16);
   });
 
   test('worker_timeout cancels a long job; it falls back to the launcher\'s statement_timeout', async () => {
@@ -161,10 +217,12 @@ describe('job semantics', () => {
     const h = await s.launch("INSERT INTO log(msg) VALUES ('timeout'); SELECT pg_sleep(30)");
     await assert.rejects(s.result(h), { code: '57014' });
     s.close();
+    await untilLeft(ctx.db.url, h.pid, "'timeout'");
     await ctx.fx.launcher.query("SET statement_timeout = '250ms'");
     try {
       const h2 = await ctx.fx.session.launch("INSERT INTO log(msg) VALUES ('timeout'); SELECT pg_sleep(30)");
       await assert.rejects(ctx.fx.session.result(h2), { code: '57014' });
+      await untilLeft(ctx.db.url, h2.pid, "'timeout'");
     } finally {
       await ctx.fx.launcher.query('RESET statement_timeout');
     }
@@ -223,9 +281,9 @@ describe('job semantics', () => {
       await app.launcher.query("SET search_path = pg_catalog, public; SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'German, DMY'; SELECT set_config('myapp.tenant', 'acme', false)");
       const h = await app.session.launch("SELECT current_setting('search_path') AS sp, current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('myapp.tenant') AS tenant, current_user AS who");
       assert.deepEqual((await app.session.result(h)).rows, [{ sp: 'pg_catalog, public', tz: 'Asia/Tokyo', ds: 'German, DMY', tenant: 'acme', who: member.name }]);
-      // A superuser's session can SET ROLE; its worker takes the same role.
-      const h2 = await ctx.fx.session.launch('SELECT 1', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
-      assert.equal((await ctx.fx.session.result(h2)).rows.length, 1);
+      // A superuser's session can SET ROLE; its worker takes the same role (logged in as the launcher's login).
+      const h2 = await ctx.fx.session.launch('SELECT current_user::text AS who, session_user::text AS login', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
+      assert.deepEqual((await ctx.fx.session.result(h2)).rows, [{ who: stranger.name, login: decodeURIComponent(new URL(ctx.db.url).username) }]);
       // The member's worker logs in as the member: told to take a role it is not a member of, it fails.
       const h3 = await app.session.launch('SELECT current_user', { context: { role: stranger.name, settings: {}, statementTimeoutMs: 0 } });
       await assert.rejects(app.session.result(h3), { code: '42501' });

@@ -15,6 +15,7 @@ import { Journal, type JournalOptions } from '../../src/journal/journal.js';
 import { startServer } from '../../src/server/server.js';
 import { createTestDatabase, withClient } from '../helpers/db.js';
 import { sleep, testLogger } from '../helpers/engine.js';
+import { until, untilGone, untilSleeping } from '../helpers/activity.js';
 
 describe('job journal', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -26,6 +27,13 @@ describe('job journal', () => {
   };
   const rowsOf = (runId: string) =>
     withClient(db.url, async (c) => (await c.query('SELECT pid, role, state, error_code, sql_preview, started_at IS NOT NULL AS started, ended_at IS NOT NULL AS ended FROM pgbg_server.jobs WHERE run_id = $1 ORDER BY launched_at', [runId])).rows);
+
+  /** Ends a journal's connection as a crash would; resolves once its backend (and the run's lock) is gone. */
+  const killJournal = async (client: pg.Client) => {
+    const pid = (client as unknown as { processID: number }).processID;
+    await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [pid]));
+    await untilGone(db.url, pid);
+  };
 
   before(async () => {
     db = await createTestDatabase();
@@ -74,8 +82,7 @@ describe('job journal', () => {
       await dead.journal.flush();
       await live.journal.flush();
       // The dead run's server vanished: its journal connection is gone, no stop was recorded.
-      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [(dead.client as unknown as { processID: number }).processID]));
-      await sleep(100);
+      await killJournal(dead.client);
       const next = await openJournal();
       assert.deepEqual(next.lost.map((j) => [j.runId, j.pid, j.sqlPreview]), [[dead.journal.runId, handles[0]!.handle.pid, 'SELECT pg_sleep(30)']]);
       assert.deepEqual((await rowsOf(dead.journal.runId)).map((r) => r.state), ['lost']);
@@ -123,7 +130,8 @@ describe('job journal', () => {
     await insertJob(schema, newRun, 4, 'canceled', 0);
     // A job of a live run, running for 8 days: still running, so kept.
     await insertJob(schema, live.journal.runId, 5, 'running', 8);
-    await sleep(200);
+    // With retention 0 no pass is scheduled, and one asked for deletes nothing.
+    assert.equal(await keeper.journal.prune(), 0);
     assert.equal(await countIn(schema, 'jobs'), 5, 'retention 0 keeps everything');
     await keeper.journal.close();
 
@@ -175,8 +183,7 @@ describe('job journal', () => {
       await dead.journal.flush();
       const rows = await withClient(db.url, async (c) => (await c.query(`SELECT state, sql_preview FROM ${schema}.jobs ORDER BY launched_at`)).rows);
       assert.deepEqual(rows, [{ state: 'stopped', sql_preview: '' }, { state: 'running', sql_preview: '' }]);
-      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [(dead.client as unknown as { processID: number }).processID]));
-      await sleep(100);
+      await killJournal(dead.client);
       const next = await openJournal(schema);
       assert.deepEqual(next.lost.map((j) => [j.pid, j.sqlPreview]), [[slow.pid, '']]);
       await next.journal.close();
@@ -205,8 +212,7 @@ describe('job journal', () => {
     try {
       const lostJob = await deadEngine.session({ launcher }).launch("SELECT pg_sleep(30), 'pw-lost-s3cret'");
       await dead.journal.flush();
-      await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [(dead.client as unknown as { processID: number }).processID]));
-      await sleep(100);
+      await killJournal(dead.client);
       const server = await startServer({
         journalDatabase: db.url, journalSchema: schema, credentials: () => undefined,
         identity: { port: await freePort() },
@@ -214,11 +220,11 @@ describe('job journal', () => {
       });
       assert.deepEqual(server.lost.map((j) => j.pid), [lostJob.pid]);
       const canceled = await server.engine.session({ launcher }).launch("SELECT pg_sleep(30), 'pw-canceled-s3cret'");
-      await sleep(200);
+      await untilSleeping(db.url, canceled.pid);
       const report = await server.stop(0);
       assert.deepEqual(report.canceled.map((j) => j.pid), [canceled.pid]);
-      await sleep(50);
       const byMsg = (m: string) => lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(m));
+      await until(() => byMsg('job canceled at shutdown').length > 0, 'the shutdown is logged');
       const lost = byMsg('job lost');
       assert.equal(lost.length, 1, 'the lost job is logged');
       assert.deepEqual([lost[0]!.pid, lost[0]!.role, lost[0]!.database, lost[0]!.run], [lostJob.pid, new URL(db.url).username, db.name, dead.journal.runId]);

@@ -448,7 +448,8 @@ describe('pool: exhaustion', () => {
     const p2 = other.launch('SELECT 2 AS two, pg_backend_pid() AS pid').finally(() => {
       settled = true;
     });
-    await sleep(300);
+    // Waiting for a worker: listed as starting with no pid yet (not a time window).
+    await until(() => other.list().some((j) => j.state === 'starting' && j.pid === 0), 'the second launch waiting for a worker');
     assert.equal(settled, false, 'the second launch got a connection while the only one was busy');
     await g.release();
     const h2 = await p2;

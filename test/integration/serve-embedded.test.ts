@@ -3,9 +3,10 @@
  * prints the ready line, serves the SQL API (also as CREATE EXTENSION in a new
  * database), keeps a journal, and on Ctrl-C lets running jobs finish up to the
  * deadline and reports the rest. Restarted on the same data folder, it keeps
- * working.
+ * working. Each test has data folders of its own; whatever a test leaves
+ * running (a server, its embedded PostgreSQL) is killed after it.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { access, chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
@@ -17,6 +18,39 @@ import pg from 'pg';
 import { freePort } from '../../src/embedded/postgres.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Stops a PostgreSQL left running in `dataDir` (read from its postmaster.pid), as a test that
+ * failed or killed the server may leave it: SIGQUIT (immediate shutdown, its backends with it),
+ * then SIGKILL if it is still there after 10 s. Resolves once it is gone.
+ */
+async function stopLeftPostgres(dataDir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return; // never started, or stopped cleanly
+  }
+  if (!(pid > 0) || !alive(pid)) return;
+  // Only the postmaster of this folder (the pid may have been reused since).
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes(dataDir)) return;
+  process.stderr.write(`stopping the PostgreSQL a test left running in ${dataDir} (pid ${pid})\n`);
+  process.kill(pid, 'SIGQUIT');
+  for (let i = 0; i < 200 && alive(pid); i++) {
+    if (i === 100) process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 interface Serving {
   child: ChildProcessByStdio<null, Readable, Readable>;
@@ -45,6 +79,34 @@ async function systemJemalloc(): Promise<string | undefined> {
   return undefined;
 }
 
+/** Servers started and not yet exited: each is killed (its process group) after the test that started it. */
+const started = new Set<ChildProcessByStdio<null, Readable, Readable>>();
+/** Data folders the tests made: a PostgreSQL left in one is stopped after each test; all are removed at the end. */
+const folders = new Set<string>();
+
+async function newFolder(prefix = 'pgbg-serve-'): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  await chmod(dir, 0o755); // the PostgreSQL OS user must reach pg/ inside it
+  folders.add(dir);
+  return dir;
+}
+
+afterEach(async () => {
+  for (const child of started) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  started.clear();
+  for (const dir of folders) await stopLeftPostgres(path.join(dir, 'pg'));
+});
+
+after(async () => {
+  for (const dir of folders) await rm(dir, { recursive: true, force: true });
+});
+
 async function startServe(data: string, port: number, extra: string[] = [], launch: Launch = {}): Promise<Serving> {
   const args = ['serve', '--embedded', '--port', String(port), '--data', data, '--log-level', 'warn', ...extra];
   // Its own process group, so stopServe can signal the group as a terminal's Ctrl-C does.
@@ -52,6 +114,8 @@ async function startServe(data: string, port: number, extra: string[] = [], laun
   const child = launch.command === undefined
     ? spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], options)
     : spawn(launch.command, args, { ...options, env: launch.env });
+  started.add(child);
+  child.once('exit', () => started.delete(child));
   let out = '';
   let log = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -104,15 +168,10 @@ async function pastedQueryAnswers(serving: Serving, data: string, port: number):
 }
 
 describe('pgbg serve --embedded', () => {
-  let data: string;
-  let port: number;
-  let password: string;
-  /** Whether the first test ran the pasted query (one more job in the journal). */
-  let pasted = false;
-  let serving: Serving | undefined;
-
-  const client = async (database: string, fn: (c: pg.Client) => Promise<void>) => {
-    const u = new URL(serving!.url);
+  /** A client of the embedded PostgreSQL a server printed the URL of (its password is in the data folder). */
+  const client = async (serving: Serving, data: string, database: string, fn: (c: pg.Client) => Promise<void>) => {
+    const u = new URL(serving.url);
+    const password = (await readFile(path.join(data, 'pg.password'), 'utf8')).trim();
     const c = new pg.Client({ host: u.hostname, port: Number(u.port), user: u.username, database, password });
     await c.connect();
     try {
@@ -121,64 +180,82 @@ describe('pgbg serve --embedded', () => {
       await c.end();
     }
   };
-
-  before(async () => {
-    data = await mkdtemp(path.join(os.tmpdir(), 'pgbg-serve-'));
-    await chmod(data, 0o755); // the PostgreSQL OS user must reach pg/ inside it
-    port = await freePort();
-  });
-  after(async () => {
-    if (serving && serving.child.exitCode === null) serving.child.kill('SIGKILL');
-    await rm(data, { recursive: true, force: true });
-  });
+  const detached = (sql: string) => `SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('${sql.replaceAll("'", "''")}') AS h OFFSET 0) s`;
+  /** A folder whose journal holds a job canceled at the deadline, in a database `app` made with CREATE EXTENSION. */
+  const withCanceledJob = async (): Promise<{ data: string; port: number }> => {
+    const data = await newFolder();
+    const port = await freePort();
+    const serving = await startServe(data, port, ['--grace-ms', '300']);
+    await client(serving, data, 'postgres', (c) => c.query('CREATE DATABASE app').then(() => undefined));
+    await client(serving, data, 'app', async (c) => {
+      await c.query('CREATE EXTENSION pg_background');
+      await c.query(detached('SELECT pg_sleep(30)'));
+    });
+    const stopped = await stopServe(serving);
+    assert.equal(stopped.code, 0);
+    assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 1 canceled at the deadline$/m);
+    return { data, port };
+  };
 
   test('ready line; the SQL API answers 42; a running job finishes within the grace period on Ctrl-C', async () => {
-    serving = await startServe(data, port);
+    const data = await newFolder();
+    const port = await freePort();
+    const serving = await startServe(data, port);
     assert.equal(serving.url, `postgresql://postgres@127.0.0.1:${port}/postgres`);
-    password = (await readFile(path.join(data, 'pg.password'), 'utf8')).trim();
-    pasted = await pastedQueryAnswers(serving, data, port);
-    await client('postgres', async (c) => {
+    await pastedQueryAnswers(serving, data, port);
+    await client(serving, data, 'postgres', async (c) => {
       const r = await c.query("SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)");
       assert.deepEqual(r.rows, [{ x: 42 }]);
       await c.query('CREATE TABLE done (at timestamptz)');
-      await c.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('SELECT pg_sleep(1.5); INSERT INTO done VALUES (now())') AS h OFFSET 0) s");
+      await c.query(detached('SELECT pg_sleep(1.5); INSERT INTO done VALUES (now())'));
     });
     const stopped = await stopServe(serving);
     assert.equal(stopped.code, 0);
     assert.match(stopped.output, /^stopped: 1 running job\(s\) finished, 0 canceled at the deadline$/m);
   });
 
-  test('restarted on the same folder: the journal kept every job; CREATE EXTENSION pg_background works in a new database', async () => {
-    serving = await startServe(data, port, ['--grace-ms', '300']);
-    await client('postgres', async (c) => {
+  test('restarted on the same folder: the journal kept every job (one finished during the shutdown committed); CREATE EXTENSION pg_background works in a new database; a job over the grace period is canceled', async () => {
+    const data = await newFolder();
+    const port = await freePort();
+    const first = await startServe(data, port);
+    await client(first, data, 'postgres', async (c) => {
+      assert.deepEqual((await c.query("SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)")).rows, [{ x: 42 }]);
+      await c.query('CREATE TABLE done (at timestamptz)');
+      await c.query(detached('SELECT pg_sleep(0.5); INSERT INTO done VALUES (now())'));
+    });
+    assert.match((await stopServe(first)).output, /^stopped: 1 running job\(s\) finished, 0 canceled at the deadline$/m);
+    const serving = await startServe(data, port, ['--grace-ms', '300']);
+    await client(serving, data, 'postgres', async (c) => {
       assert.equal((await c.query('SELECT count(*)::int AS n FROM done')).rows[0].n, 1, 'the job that ran during shutdown committed');
-      const j = await c.query("SELECT state, role, sql_preview FROM pgbg_server.jobs ORDER BY launched_at");
-      assert.deepEqual(j.rows.map((r) => r.state), pasted ? ['stopped', 'stopped', 'stopped'] : ['stopped', 'stopped']);
-      assert.equal(j.rows[0].sql_preview, 'SELECT 42');
-      assert.equal(j.rows[0].role, 'postgres');
+      const j = await c.query('SELECT state, role, sql_preview FROM pgbg_server.jobs ORDER BY launched_at');
+      assert.deepEqual(j.rows, [
+        { state: 'stopped', role: 'postgres', sql_preview: 'SELECT 42' },
+        { state: 'stopped', role: 'postgres', sql_preview: 'SELECT pg_sleep(0.5); INSERT INTO done VALUES (now())' },
+      ]);
       await c.query('CREATE DATABASE app');
     });
-    await client('app', async (c) => {
+    await client(serving, data, 'app', async (c) => {
       await c.query('CREATE EXTENSION pg_background');
       const r = await c.query("SELECT * FROM pg_background_run_query('SELECT current_database()::text', col_def => 'd text') AS r(d text)");
       assert.deepEqual(r.rows, [{ d: 'app' }]);
       assert.equal((await c.query('SHOW pg_background.max_workers')).rows.length, 1);
-      await c.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('SELECT pg_sleep(30)') AS h OFFSET 0) s");
+      await c.query(detached('SELECT pg_sleep(30)'));
     });
     const stopped = await stopServe(serving);
     assert.equal(stopped.code, 0);
     assert.match(stopped.output, /^stopped: 0 running job\(s\) finished, 1 canceled at the deadline$/m);
   });
 
-  test('a third start, by the installed pgbg command: the canceled job is on record, the extension still answers; memory is released once quiet', async () => {
+  test('a start by the installed pgbg command: the canceled job of the run before is on record, the extension still answers; memory is released once quiet', async () => {
+    const { data, port } = await withCanceledJob();
     // As npm installs it: a link to bin/pgbg (which runs the build: `npm test` builds first).
-    const bin = await mkdtemp(path.join(os.tmpdir(), 'pgbg-bin-'));
+    const bin = await newFolder('pgbg-bin-');
     const command = path.join(bin, 'pgbg');
     await symlink(path.join(ROOT, 'bin/pgbg'), command);
     const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`, MALLOC_ARENA_MAX: '4' };
     delete env.MALLOC_MMAP_THRESHOLD_;
     delete env.MALLOC_TRIM_THRESHOLD_;
-    serving = await startServe(data, port, ['--release-memory-ms', '300', '--log-level', 'debug'], { command, env });
+    const serving = await startServe(data, port, ['--release-memory-ms', '300', '--log-level', 'debug'], { command, env });
     // The command execs Node (the server keeps its pid) with the allocator settings it sets
     // unless given. (Whether the embedded PostgreSQL got them cannot be read here: a backend
     // reuses its environment's memory for its process title.)
@@ -195,24 +272,23 @@ describe('pgbg serve --embedded', () => {
     assert.equal(own.includes(`PGBG_PRELOADED=${jemalloc}`), jemalloc !== undefined);
     const postmaster = Number((await readFile(path.join(data, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     assert.equal(await loaded(postmaster), false, 'the embedded PostgreSQL runs on its own allocator');
-    await client('postgres', async (c) => {
+    await client(serving, data, 'postgres', async (c) => {
       const j = await c.query("SELECT state, database FROM pgbg_server.jobs WHERE sql_preview = 'SELECT pg_sleep(30)'");
       assert.deepEqual(j.rows, [{ state: 'canceled', database: 'app' }]);
     });
-    await client('app', async (c) => {
+    await client(serving, data, 'app', async (c) => {
       const r = await c.query("SELECT * FROM pg_background_run_query('SELECT 7', col_def => 'x int') AS r(x int)");
       assert.deepEqual(r.rows, [{ x: 7 }]);
     });
     // The job above is activity; 300 ms of quiet later the server collects garbage (bounded wait).
-    const released = () => serving!.log().split('\n').filter((l) => l.includes('"msg":"quiet: garbage collected"')).length;
+    const released = () => serving.log().split('\n').filter((l) => l.includes('"msg":"quiet: garbage collected"')).length;
     for (let i = 0; i < 100 && released() === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(released() >= 1, 'no memory release was logged within 10 s of quiet');
     assert.equal((await stopServe(serving)).code, 0);
-    await rm(bin, { recursive: true, force: true });
   });
+
   test('npm start, as the quick start runs it: a SIGTERM to npm itself stops the server and PostgreSQL', async () => {
-    const own = await mkdtemp(path.join(os.tmpdir(), 'pgbg-npmstart-'));
-    await chmod(own, 0o755);
+    const own = await newFolder('pgbg-npmstart-');
     const child = spawn('npm', ['start', '--', '--port', String(await freePort()), '--data', own, '--log-level', 'warn'], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
@@ -228,13 +304,12 @@ describe('pgbg serve --embedded', () => {
       process.kill(child.pid!, 'SIGTERM'); // npm's own process, not the group
       await exited;
       // The server and the embedded PostgreSQL stop after it (bounded wait).
-      const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
       for (let i = 0; i < 300 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 100));
       assert.equal(alive(postmaster), false, 'PostgreSQL stopped');
       assert.match(out, /^stopped: /m, 'the server reported its stop');
     } finally {
+      // (Its PostgreSQL, if left, is stopped after the test; the folder removed at the end.)
       try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
-      await rm(own, { recursive: true, force: true });
     }
   });
 });

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { install } from '../../src/install/install.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
 import { MANAGED, startTestApi, type TestApi } from '../helpers/sql-api.js';
+import { untilGone, untilLeft, untilSleeping } from '../helpers/activity.js';
 
 const handleOf = async (c: pg.Client, sql: string): Promise<{ pid: number; cookie: string }> =>
   (await c.query<{ pid: number; cookie: string }>(`SELECT (h).pid, (h).cookie FROM (SELECT ${sql} AS h) s`)).rows[0]!;
@@ -63,6 +64,7 @@ describe('SQL API 2.0', () => {
   test('labels: in the list, the views and the worker\'s application_name (pg_background:<label>:<pid>)', async () => {
     const h = await handleOf(c, "pg_background_launch('SELECT pg_sleep(5)', 0, 'nightly-report')");
     try {
+      await untilSleeping(db.url, h.pid);
       const app = await withClient(serverUrl(), async (s) => (await s.query('SELECT application_name FROM pg_stat_activity WHERE pid = $1', [h.pid])).rows[0]?.application_name);
       assert.equal(app, `pg_background:nightly-report:${h.pid}`);
       const list = await c.query('SELECT label, state FROM pg_background_list WHERE pid = $1', [h.pid]);
@@ -171,9 +173,12 @@ describe('SQL API 2.0', () => {
   });
 
   test('cancel: cooperative (57014, nothing commits), counted once; cancel_by_label, cancel_all, purge and detach_all count', async () => {
-    const h = await handleOf(c, "pg_background_launch('SELECT pg_sleep(10); INSERT INTO t VALUES (99)', 0, 'batch-1')");
+    const canceledBefore = Number((await c.query('SELECT workers_canceled FROM pg_background_stats()')).rows[0].workers_canceled);
+    const h = await handleOf(c, "pg_background_launch('INSERT INTO t VALUES (99); SELECT pg_sleep(10)', 0, 'batch-1')");
     await handleOf(c, "pg_background_launch('SELECT pg_sleep(10)', 0, 'batch-2')");
     await handleOf(c, "pg_background_launch('SELECT pg_sleep(10)', 0, 'other')");
+    // Its INSERT done, so the cancel has a row to undo.
+    await untilSleeping(db.url, h.pid);
     await c.query('SELECT pg_background_cancel($1, $2, 2000)', [h.pid, h.cookie]);
     await c.query('SELECT pg_background_cancel($1, $2)', [h.pid, h.cookie]);
     assert.equal((await c.query('SELECT (pg_background_error_info($1, $2)).sqlstate AS s', [h.pid, h.cookie])).rows[0].s, '57014');
@@ -183,16 +188,22 @@ describe('SQL API 2.0', () => {
     await c.query('SELECT pg_background_wait(pid, cookie) FROM pg_background_list');
     assert.equal((await c.query('SELECT pg_background_purge() AS n')).rows[0].n, 3);
     assert.equal((await c.query('SELECT pg_background_detach_all() AS n')).rows[0].n, 0);
+    // Counted once the backend left the job (a backend still asleep would hold the row uncommitted).
+    await untilLeft(db.url, h.pid, 'VALUES (99)');
     assert.equal((await c.query('SELECT count(*)::int AS n FROM t WHERE id = 99')).rows[0].n, 0);
-    assert.ok(Number((await c.query('SELECT workers_canceled FROM pg_background_stats()')).rows[0].workers_canceled) >= 3);
+    // batch-1 (canceled twice, counted once), batch-2 and other.
+    assert.equal(Number((await c.query('SELECT workers_canceled FROM pg_background_stats()')).rows[0].workers_canceled) - canceledBefore, 3);
   });
 
   test('cancel terminates a worker that ignores the cancel request once the grace period ends', async () => {
     // A statement that catches query_canceled keeps running: only pg_terminate_backend ends it.
     const stubborn = `DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`;
     const h = await handleOf(c, `pg_background_launch('${stubborn.replaceAll("'", "''")}')`);
+    await untilSleeping(db.url, h.pid);
     await c.query('SELECT pg_background_cancel($1, $2, 300)', [h.pid, h.cookie]);
     assert.equal((await c.query('SELECT pg_background_wait($1, $2, 5000) AS w', [h.pid, h.cookie])).rows[0].w, true);
+    // Terminated: the backend is gone (the cancel request alone leaves it looping for 10 s).
+    await untilGone(db.url, h.pid);
     await c.query('SELECT pg_background_detach($1, $2)', [h.pid, h.cookie]);
   });
 

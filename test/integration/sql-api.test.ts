@@ -9,7 +9,7 @@ import { Engine } from '../../src/index.js';
 import { install } from '../../src/install/install.js';
 import { CARRIED_SETTINGS } from '../../src/sql/carried-settings.js';
 import { createLoginRole, createTestDatabase, serverUrl, urlFor, withClient } from '../helpers/db.js';
-import { sleep } from '../helpers/engine.js';
+import { untilGone, untilLeft, untilSleeping } from '../helpers/activity.js';
 import { MANAGED, startTestApi, type TestApi } from '../helpers/sql-api.js';
 
 describe('SQL API wrappers', () => {
@@ -126,11 +126,79 @@ describe('SQL API wrappers', () => {
     await caller.query('SELECT pg_background_detach_v2($1, $2)', [slow.pid, slow.cookie]);
   });
 
+  const LIST_V2 = 'pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool)';
+
   test('cancel_v2: nothing of the job commits', async () => {
     const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''c''); SELECT pg_sleep(30)')")).rows[0];
+    // Asleep, so its INSERT is done and the cancel has something to undo.
+    await untilSleeping(db.url, h.pid);
     await caller.query('SELECT pg_background_cancel_v2_grace($1, $2, 2000)', [h.pid, h.cookie]);
+    // Counted once the backend left the job: while it still slept, its row would be uncommitted anyway.
+    await untilLeft(db.url, h.pid, "VALUES ('c')");
     assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'c'")).rows[0].n, 0);
+    const listed = await caller.query(`SELECT state, last_error FROM ${LIST_V2} WHERE cookie = $1`, [h.cookie]);
+    assert.deepEqual(listed.rows, [{ state: 'stopped', last_error: `background worker with PID ${h.pid} was canceled` }]);
     await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]);
+  });
+
+  test('cancel_v2 after the job committed: list_v2 says stopped with no error, and the row stays', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''kept'')')")).rows[0];
+    await caller.query('SELECT pg_background_wait_v2($1, $2)', [h.pid, h.cookie]);
+    await caller.query('SELECT pg_background_cancel_v2_grace($1, $2, 1000)', [h.pid, h.cookie]);
+    const listed = await caller.query(`SELECT state, last_error FROM ${LIST_V2} WHERE cookie = $1`, [h.cookie]);
+    assert.deepEqual(listed.rows, [{ state: 'stopped', last_error: null }]);
+    assert.deepEqual((await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (tag text)', [h.pid, h.cookie])).rows, [{ tag: 'INSERT 0 1' }]);
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'kept'")).rows[0].n, 1);
+  });
+
+  test('a worker backend terminated mid-job by someone else: the caller gets 08006 naming its pid', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''lost''); SELECT pg_sleep(30)')")).rows[0];
+    await untilSleeping(db.url, h.pid);
+    await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [h.pid]));
+    await assert.rejects(caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x text)', [h.pid, h.cookie]), {
+      code: '08006', message: `lost connection to worker process with PID ${h.pid}`, detail: 'terminating connection due to administrator command',
+    });
+    await untilGone(db.url, h.pid);
+    assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'lost'")).rows[0].n, 0);
+  });
+
+  test('another backend\'s handle is 42704 here, for the same role too; its own backend still reads it', async () => {
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 8')")).rows[0];
+    await withClient(api.callerUrl, async (c) => {
+      for (const call of [
+        'SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', 'SELECT pg_background_wait_v2($1, $2)', 'SELECT pg_background_wait_v2_timeout($1, $2, 10)',
+        'SELECT pg_background_cancel_v2($1, $2)', 'SELECT pg_background_detach_v2($1, $2)',
+      ]) {
+        await assert.rejects(c.query(call, [h.pid, h.cookie]), (err: pg.DatabaseError) => {
+          assert.equal(err.code, '42704', `${call}: ${err.message}`);
+          assert.equal(err.message, `PID ${h.pid} is not attached to this session`, call);
+          return true;
+        });
+      }
+      assert.deepEqual((await c.query(`SELECT pid FROM ${LIST_V2}`)).rows, []);
+    });
+    assert.deepEqual((await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 8 }]);
+  });
+
+  test('list_v2 shows only the jobs the current role has the privileges of', async () => {
+    const other = await member('pgbg_lister');
+    const h = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 9')")).rows[0];
+    try {
+      const listed = async () => (await caller.query(`SELECT pid FROM ${LIST_V2} WHERE cookie = $1`, [h.cookie])).rows;
+      assert.deepEqual(await listed(), [{ pid: h.pid }]);
+      // The same backend (its handles), under a role without the launcher's privileges.
+      await caller.query(`GRANT ${other.name} TO current_user`);
+      await caller.query(`SET ROLE ${other.name}`);
+      try {
+        assert.deepEqual(await listed(), []);
+      } finally {
+        await caller.query('RESET ROLE');
+      }
+      assert.deepEqual(await listed(), [{ pid: h.pid }]);
+      assert.deepEqual((await caller.query('SELECT * FROM pg_background_result_v2($1, $2) AS (x int)', [h.pid, h.cookie])).rows, [{ x: 9 }]);
+    } finally {
+      await dropRole(other.name);
+    }
   });
 
   test('the rest of the error table: each with the spec\'s SQLSTATE and message', async () => {
@@ -148,10 +216,13 @@ describe('SQL API wrappers', () => {
     await expect('SELECT * FROM pg_background_result_v2($1, $2) AS (t text)', [sub.pid, sub.cookie], '0A000', /results are disabled for PID \d+ \(submitted via submit_v2\)/);
     // cancel_v2 (no grace): the job is canceled, nothing commits.
     const h = (await caller.query("SELECT * FROM pg_background_launch_v2('INSERT INTO log VALUES (''cancel-now''); SELECT pg_sleep(30)')")).rows[0];
+    await untilSleeping(db.url, h.pid);
     await caller.query('SELECT pg_background_cancel_v2($1, $2)', [h.pid, h.cookie]);
-    const listed = await caller.query('SELECT state FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool) WHERE cookie = $1', [h.cookie]);
+    const listed = await caller.query(`SELECT state, last_error FROM ${LIST_V2} WHERE cookie = $1`, [h.cookie]);
     // list_v2 says `stopped` for a canceled or failed worker, as the C extension does (its error in last_error).
-    assert.deepEqual(listed.rows, [{ state: 'stopped' }]);
+    assert.deepEqual(listed.rows, [{ state: 'stopped', last_error: `background worker with PID ${h.pid} was canceled` }]);
+    // Terminated (no grace): the backend exits, its INSERT rolled back.
+    await untilGone(db.url, h.pid);
     assert.equal((await caller.query("SELECT count(*)::int AS n FROM log WHERE msg = 'cancel-now'")).rows[0].n, 0);
     // A stale cookie, results read twice.
     const done = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
@@ -167,7 +238,7 @@ describe('SQL API wrappers', () => {
     await expect("SELECT pg_background_launch('SELECT 1; ROLLBACK')", [], '0A000', /transaction control statements are not allowed in pg_background/);
     for (const row of [sub, h]) await caller.query('SELECT pg_background_detach_v2($1, $2)', [row.pid, row.cookie]);
     // Earlier tests may have left handles in this session: allow exactly one more.
-    const tracked = (await caller.query('SELECT count(*)::int AS n FROM pg_background_list_v2() AS (pid int4, cookie int8, launched_at timestamptz, user_id oid, queue_size int4, state text, sql_preview text, last_error text, consumed bool) WHERE NOT consumed')).rows[0].n;
+    const tracked = (await caller.query(`SELECT count(*)::int AS n FROM ${LIST_V2} WHERE NOT consumed`)).rows[0].n;
     await caller.query(`SET pg_background.max_workers = ${tracked + 1}`);
     try {
       const first = (await caller.query("SELECT * FROM pg_background_launch_v2('SELECT 1')")).rows[0];
@@ -297,7 +368,7 @@ describe('SQL API wrappers', () => {
       await assert.rejects(caller.query(call + columns, [h.pid, h.cookie]), { code: '57014' });
       await caller.query('RESET statement_timeout');
       // The job ends and the abandoned request is answered while nobody reads the connection.
-      await sleep(1500);
+      assert.ok(await engine.drain(10_000), 'the job ended');
       const r = await caller.query('SELECT * FROM pg_background_stats_v2()');
       assert.equal(r.rows.length, 1, call);
       await caller.query('SELECT pg_background_detach_v2($1, $2)', [h.pid, h.cookie]).catch(() => undefined);

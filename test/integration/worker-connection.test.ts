@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createTestDatabase, withClient } from '../helpers/db.js';
+import { untilSleeping } from '../helpers/activity.js';
 import { decodeDataRow, splitRowRun } from '../../src/protocol/data-row.js';
 import type { Notice } from '../../src/protocol/messages.js';
 import { WorkerConnection, type ResultSink, type WorkerJob } from '../../src/workers/worker.js';
@@ -90,15 +91,9 @@ describe('worker connection', () => {
   test('a backend terminated mid-job: lost, with its FATAL error; the connection is broken', async () => {
     const w = await open();
     const running = w.run(jobStub(), 'SELECT pg_sleep(30)', rowsSink());
-    await withClient(db.url, async (c) => {
-      // Until the sleep is on, pg_terminate_backend could hit the backend between statements.
-      for (let i = 0; i < 200; i++) {
-        const r = await c.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND query = 'SELECT pg_sleep(30)' AND state = 'active'", [w.pid]);
-        if (r.rowCount) break;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      await c.query('SELECT pg_terminate_backend($1)', [w.pid]);
-    });
+    // Until the sleep is on, pg_terminate_backend could hit the backend between statements.
+    await untilSleeping(db.url, w.pid);
+    await withClient(db.url, (c) => c.query('SELECT pg_terminate_backend($1)', [w.pid]));
     const outcome = await running;
     assert.equal(outcome.lost, true);
     assert.equal((outcome.error as pg.DatabaseError).code, '57P01');
@@ -111,7 +106,8 @@ describe('worker connection', () => {
     const w = await open();
     try {
       const running = w.run(jobStub(), 'SELECT pg_sleep(30)', rowsSink());
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // A cancel request that arrives before the statement runs cancels nothing.
+      await untilSleeping(db.url, w.pid);
       await w.cancel();
       const outcome = await running;
       assert.equal((outcome.error as pg.DatabaseError).code, '57014');

@@ -30,6 +30,26 @@ describe('security: a job never runs with more privileges than the code that lau
   /** What mallory's functions recorded: the role they ran as, each time one ran. */
   const truncateSeen = () => withClient(urlFor(db.name), (c) => c.query('TRUNCATE mal.seen'));
   const seen = async () => (await victim.query<{ who: string }>('SELECT who FROM mal.seen ORDER BY at')).rows.map((r) => r.who);
+  /**
+   * A login to the endpoint as `r<oid>` with `password`, from `c`, refused by the endpoint itself: dblink's
+   * 08001 carries libpq's message, which names the server's 28P01 for that login. Given `good`, the same
+   * client first logs in with credentials that work, so the refusal is not a server that is down.
+   */
+  const endpointLogin = (oid: number, password: string) => `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${oid} password=${password}`;
+  const loginWorks = async (c: pg.Client, oid: number, password: string) => {
+    assert.equal((await c.query('SELECT dblink_connect($1, $2) AS r', ['pgbg_test_up', endpointLogin(oid, password)])).rows[0].r, 'OK');
+    await c.query("SELECT dblink_disconnect('pgbg_test_up')");
+  };
+  const refusedLogin = async (c: pg.Client, oid: number, password: string, good?: { oid: number; password: string }) => {
+    if (good) await loginWorks(c, good.oid, good.password);
+    const conninfo = endpointLogin;
+    await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['pgbg_test_refused', conninfo(oid, password)]), (err: pg.DatabaseError) => {
+      assert.equal(err.code, '08001', err.message);
+      assert.equal(err.message, 'could not establish connection');
+      assert.match(err.detail ?? '', new RegExp(`^connection to server at "127\\.0\\.0\\.1", port ${api.server.port} failed: FATAL:  password authentication failed for user "r${oid}"`), err.detail);
+      return true;
+    });
+  };
 
   before(async () => {
     db = await createTestDatabase();
@@ -240,10 +260,11 @@ describe('security: a job never runs with more privileges than the code that lau
       for (const r of shown.rows) if (r.usename !== mallory.name) assert.equal(r.umoptions, null, `mallory sees ${r.usename}'s options`);
       return (await c.query("SELECT substr(o, 10) AS s FROM pg_user_mappings m, unnest(m.umoptions) o WHERE m.usename = current_user AND o LIKE 'password=%'")).rows[0].s as string;
     });
-    // Her own secret does not log her in as the victim.
+    // Her own secret does not log her in as the victim (while it does log her in as herself).
     const victimOid = (await victim.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
     await asMallory(async (c) => {
-      await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['forged', `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${victimOid} password=${own}`]), { code: '08001' });
+      const malloryOid = Number((await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid);
+      await refusedLogin(c, Number(victimOid), own, { oid: malloryOid, password: own });
     });
     // The victim's backend holds a connection authenticated as the victim; mallory's code running in that
     // backend (her SECURITY DEFINER function, called by the victim) finds it by name and sends a request.
@@ -271,7 +292,9 @@ describe('security: a job never runs with more privileges than the code that lau
     const name = conns.find((n) => n.startsWith(`pgbg_${victimOid}_`))!;
     const nonce = name.slice(name.lastIndexOf('_') + 1);
     const forged = signRequest(own, nonce, BigInt(Date.now()) * 1000n + 999_999n, JSON.stringify({ op: 'launch', sql: `ALTER ROLE ${mallory.name} SUPERUSER` }));
-    await assert.rejects(victim.query('SELECT dblink_exec($1, $2)', [name, forged]), { code: '28000' });
+    await assert.rejects(victim.query('SELECT dblink_exec($1, $2)', [name, forged]), {
+      code: '28000', message: 'pgbg SQL API request refused: its proof does not match the role of this connection',
+    });
     assert.ok(await api.engine.drain(10_000));
     assert.equal(await isSuper(mallory.name), false);
     // The victim's next call still works (the wrapper settles what was left on its connection).
@@ -294,8 +317,8 @@ describe('security: a job never runs with more privileges than the code that lau
       // The old secret stops working at once: a request made with it is refused on a fresh connection.
       await asMallory(async (c) => {
         assert.deepEqual((await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 3')) AS (x int)")).rows, [{ x: 3 }]);
-        const oid = (await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
-        await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['old', `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${oid} password=${before}`]), { code: '08001' });
+        const oid = Number((await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid);
+        await refusedLogin(c, oid, before, { oid, password: after });
       });
     } finally {
       victim.off('notice', onNotice);
@@ -349,13 +372,15 @@ describe('security: a job never runs with more privileges than the code that lau
       await withClient(urlFor(db.name, trudy), async (c) => {
         assert.deepEqual((await c.query("SELECT * FROM pg_background_result(pg_background_launch('SELECT 1')) AS (x int)")).rows, [{ x: 1 }]);
         // She keeps a copy of her secret, then loses access.
-        const oid = (await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid;
-        const own = (await c.query("SELECT substr(o, 10) AS s FROM pg_user_mappings m, unnest(m.umoptions) o WHERE m.usename = current_user AND o LIKE 'password=%'")).rows[0].s;
+        const oid = Number((await c.query('SELECT oid FROM pg_roles WHERE rolname = current_user')).rows[0].oid);
+        const own = (await c.query("SELECT substr(o, 10) AS s FROM pg_user_mappings m, unnest(m.umoptions) o WHERE m.usename = current_user AND o LIKE 'password=%'")).rows[0].s as string;
+        // By hand, the copy logs in while she has access.
+        await loginWorks(c, oid, own);
         // By whoever granted it (the installer), as REVOKE takes back one grantor's grant.
         await victim.query(`REVOKE pgbackground_role FROM ${trudy.name}`);
         await assert.rejects(c.query("SELECT pg_background_launch('SELECT 1')"), { code: '42501' });
         // By hand, with the copy: the endpoint no longer takes it.
-        await assert.rejects(c.query('SELECT dblink_connect($1, $2)', ['byhand', `host=127.0.0.1 port=${api.server.port} dbname=${db.name} user=r${oid} password=${own}`]), { code: '08001' });
+        await refusedLogin(c, oid, own);
       });
     } finally {
       await victim.query('SELECT revoke_pg_background_privileges($1)', [trudy.name]);
