@@ -220,8 +220,11 @@ export class SqlCaller {
       const rows = await this.#q<{ id: number; g: number }>('result', 'SELECT id, g FROM pg_background_result($1, $2) AS r(id int4, g int4)', [t.pid, t.cookie]);
       ledger.delivered(rec, rows, 'result');
     } catch (err) {
-      const code = this.#expected(err, ['57014', '22012'], 'result', rec);
+      // 55000 after a cancel: it came too late to stop the job (which committed) but dropped rows its queue could not hold.
+      const code = this.#expected(err, rec.cancelRequested ? ['57014', '22012', '55000'] : ['57014', '22012'], 'result', rec);
       if (code === '57014' || code === '22012') ledger.see(rec, 'rolled-back', code);
+      else if (code === '55000' && /dropped by a cancel/.test((err as Error).message)) ledger.see(rec, 'committed', code);
+      else if (code === '55000') ledger.violation(`result: unexpected ${code} ${(err as Error).message}`, rec);
     }
     this.#untrack(t);
   }

@@ -70,6 +70,8 @@ export interface SessionOptions {
 const COOPERATIVE_GRACE_MS = 1000;
 /** How often a cancel request goes again while the job runs on (see #askToStop). */
 const CANCEL_RESEND_MS = 50;
+/** How long a cancel watches for the backend to begin the job's query (a statement run alone answers only at its end). */
+const BEGIN_WAIT_MS = 200;
 
 export class Engine implements EngineCore {
   readonly logger: Logger;
@@ -225,16 +227,28 @@ export class Engine implements EngineCore {
   /**
    * Cancel requests until the job ends or `ms` pass. One that reaches the backend before it has
    * read the job's SQL is dropped by PostgreSQL (no statement to cancel yet), so it goes again
-   * every CANCEL_RESEND_MS. (Safe: a connection a cancel was sent on is never reused.)
+   * once the backend has begun, then every CANCEL_RESEND_MS. (Safe: a connection a cancel was
+   * sent on is never reused.) A job that ends within the cancel's own trip after it begins can
+   * still commit: the cancel came too late for it.
    */
   async #askToStop(tracked: TrackedJob, worker: WorkerConnection, ms: number): Promise<void> {
     const { job } = tracked;
     const deadline = Date.now() + ms;
+    const ask = () => worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
+    // At once, and again as soon as the backend has begun the query (its first answer: the setup
+    // statement's), since the first is dropped if it came before the backend read the query.
+    const begunBefore = job.begun;
+    await ask();
+    if (!begunBefore) {
+      const begunBy = Date.now() + Math.min(ms, BEGIN_WAIT_MS);
+      while (!job.begun && !job.ended && Date.now() < begunBy) await untilChangedOr(job, begunBy - Date.now());
+      if (job.begun && !job.ended) await ask();
+    }
     while (!job.ended) {
-      await worker.cancel().catch((err: unknown) => this.logger.warn({ pid: job.pid, err: (err as Error).message }, 'cancel request failed'));
       const left = deadline - Date.now();
       if (left <= 0) return;
       await untilEndedOr(job, Math.min(CANCEL_RESEND_MS, left));
+      if (!job.ended) await ask();
     }
   }
 
@@ -312,6 +326,17 @@ function untilEndedOr(job: Job, ms: number): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, Math.max(0, ms));
     void job.untilEnded().then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Resolves when the job changes (a row, its columns, its begin, its end) or `ms` have passed. */
+function untilChangedOr(job: Job, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, Math.max(0, ms));
+    void job.changed().then(() => {
       clearTimeout(timer);
       resolve();
     });

@@ -189,6 +189,19 @@ export class Job implements WorkerJob {
     this.#wake();
   }
 
+  /**
+   * The backend has begun the query the job's SQL is in (its first answer came): a cancel
+   * request now reaches a running statement. One sent before is dropped if the backend had not
+   * read the query yet.
+   */
+  begun = false;
+
+  markBegun(): void {
+    if (this.begun) return;
+    this.begun = true;
+    this.#wake();
+  }
+
   /** A cancel was asked for (again, maybe: one because of the worker timeout marks it so). */
   requestCancel(byTimeout = false): void {
     const p = this.#phase;

@@ -39,6 +39,7 @@ export class ResultTracker implements ResultSink {
   }
 
   rowDescription(fields: FieldInfo[]): void {
+    this.job.markBegun();
     this.#currentHasRows = true;
     if (this.#userIndex < 0) return;
     this.#pendingTags = [];
@@ -51,6 +52,7 @@ export class ResultTracker implements ResultSink {
   }
 
   commandComplete(tag: string): void {
+    this.job.markBegun();
     const isUser = this.#userIndex >= 0;
     if (isUser && !this.#currentHasRows) this.#pendingTags.push(tag);
     if (isUser && this.#isLast) {

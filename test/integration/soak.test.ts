@@ -61,8 +61,9 @@ test(`a short soak (seed ${SEED}, 200 jobs) passes every invariant and reports i
   const r = await soak([
     '--seed', String(SEED), '--jobs', '200', '--sessions', '4', '--roles', '2', '--library-rounds', '20', '--max-rows', '20000',
     '--server', 'source', '--deadline-s', '140', '--data-root', tmp, '--out', out, '--quiet',
-    // Defects the soak found in the engine's cancel (KNOWN_ISSUES in scripts/soak/ledger.ts): counted and printed, not failed on, until they are fixed.
-    '--tolerate', 'cancel-truncates-result,cancel-lost-before-start',
+    // A cancel that reaches a job of a few ms within its own trip (~1 ms) after the job's SQL began
+    // comes too late (docs/reliability.md): counted and printed, not failed on.
+    '--tolerate', 'cancel-lost-before-start',
   ], 115_000);
   const detail = `exit ${r.code ?? r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
   assert.equal(r.code, 0, detail);
