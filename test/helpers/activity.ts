@@ -77,3 +77,8 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
   }
   assert.fail(`not within ${timeoutMs} ms: ${what}`);
 }
+
+/** As `until`, for a condition that may fail while what it checks recovers (a restart): a failure counts as not yet. */
+export function untilRecovered(cond: () => Promise<boolean>, what: string, timeoutMs?: number): Promise<void> {
+  return until(() => cond().catch(() => false), what, timeoutMs);
+}

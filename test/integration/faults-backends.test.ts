@@ -12,17 +12,8 @@ import type { PgbgError } from '../../src/index.js';
 import { createTestDatabase, withClient } from '../helpers/db.js';
 import { openFixture, type Fixture } from '../helpers/engine.js';
 import { startTestApi, type TestApi } from '../helpers/sql-api.js';
+import { untilRecovered } from '../helpers/activity.js';
 
-const POLL_MS = 50;
-
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 describe('faults at the backends', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -32,7 +23,7 @@ describe('faults at the backends', () => {
 
   const activity = async (pid: number) =>
     (await admin.query<{ state: string; wait_event: string | null }>('SELECT state, wait_event FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0];
-  const sleeping = (pid: number) => until(async () => (await activity(pid))?.wait_event === 'PgSleep', 30_000, `pid ${pid} reaching its sleep`);
+  const sleeping = (pid: number) => untilRecovered(async () => (await activity(pid))?.wait_event === 'PgSleep', `pid ${pid} reaching its sleep`, 30_000);
   const count = async (id: number) => (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM t WHERE id = $1', [id])).rows[0]!.n;
   const caller = async () => {
     const c = new pg.Client({ connectionString: api.callerUrl });
@@ -70,7 +61,7 @@ describe('faults at the backends', () => {
     const next = await fx.session.launch('SELECT pg_backend_pid()');
     assert.notEqual(next.pid, h.pid, 'a new connection');
     await fx.session.result(next);
-    await until(async () => (await activity(h.pid)) === undefined, 10_000, 'the terminated backend gone');
+    await untilRecovered(async () => (await activity(h.pid)) === undefined, 'the terminated backend gone', 10_000);
   });
 
   test('SQL API: a worker backend terminated mid-job → the caller gets 57P01 naming the pid; nothing commits; the next call works', async () => {
@@ -101,13 +92,13 @@ describe('faults at the backends', () => {
     const read = c2.query('SELECT count(*) FROM pg_background_result($1, $2) AS (i int, m text)', [h.pid, h.cookie]);
     read.catch(() => undefined);
     // Reading is under way once the worker waits on its full queue or the server holds its queue.
-    await until(async () => api.engine.budgets.total > 0 && (await activity(h.pid))?.state === 'active', 30_000, 'the result being read');
+    await untilRecovered(async () => api.engine.budgets.total > 0 && (await activity(h.pid))?.state === 'active', 'the result being read', 30_000);
     await admin.query('SELECT pg_terminate_backend($1)', [pid2]);
     await assert.rejects(read);
     // The job runs to its end (1.8/2.0: an attached job of a session that ended is not canceled); its rows are dropped.
-    await until(async () => api.engine.runningJobs === 0, 120_000, 'the job ending');
-    await until(async () => api.engine.budgets.total === 0, 10_000, 'the queue memory given back');
-    await until(async () => (await activity(h.pid))?.state !== 'active', 10_000, 'the worker no longer running');
+    await untilRecovered(async () => api.engine.runningJobs === 0, 'the job ending', 120_000);
+    await untilRecovered(async () => api.engine.budgets.total === 0, 'the queue memory given back', 10_000);
+    await untilRecovered(async () => (await activity(h.pid))?.state !== 'active', 'the worker no longer running', 10_000);
   });
 
   test('callers that roll back or disconnect at each step of a launch: detached jobs commit, attached ones finish and are discarded', async () => {
@@ -128,12 +119,12 @@ describe('faults at the backends', () => {
     const kp = await backendPid(k);
     await k.query("SELECT pg_background_launch('SELECT pg_sleep(0.5); INSERT INTO t VALUES (13)')");
     await admin.query('SELECT pg_terminate_backend($1)', [kp]);
-    await until(async () => (await count(10)) + (await count(11)) + (await count(12)) + (await count(13)) === 4, 30_000, 'every job committing');
-    await until(async () => api.engine.runningJobs === 0, 30_000, 'the jobs ending');
+    await untilRecovered(async () => (await count(10)) + (await count(11)) + (await count(12)) + (await count(13)) === 4, 'every job committing', 30_000);
+    await untilRecovered(async () => api.engine.runningJobs === 0, 'the jobs ending', 30_000);
     for (const id of [10, 11, 12, 13]) assert.equal(await count(id), 1, `job ${id} applied exactly once`);
-    await until(async () => (await activity(h.pid))?.state !== 'active', 10_000, 'the worker free');
+    await untilRecovered(async () => (await activity(h.pid))?.state !== 'active', 'the worker free', 10_000);
     // The sessions of the callers that went are gone from the server: nothing tracked, nothing held.
-    await until(async () => api.engine.budgets.total === 0, 10_000, 'no queue memory held');
+    await untilRecovered(async () => api.engine.budgets.total === 0, 'no queue memory held', 10_000);
     await withClient(db.url, async (c2) => {
       const left = await c2.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pg_background:%' AND state = 'active'");
       assert.deepEqual(left.rows, [{ n: 0 }]);

@@ -17,17 +17,8 @@ import pg from 'pg';
 import { freePort } from '../../src/embedded/postgres.js';
 import { createTestDatabase, serverUrl } from '../helpers/db.js';
 import { pgbg, startServeProcess, type ServeProcess } from '../helpers/serve-process.js';
+import { untilRecovered } from '../helpers/activity.js';
 
-const POLL_MS = 50;
-
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
 
 /** Alive and not a zombie (an orphan's new parent may never reap it). */
 async function alive(pid: number): Promise<boolean> {
@@ -73,7 +64,7 @@ describe('pgbg serve --embedded killed outright', () => {
     const postmaster = await postmasterPid(path.join(dir, 'data', 'pg'));
     serve!.child.kill('SIGKILL');
     await serve!.exited;
-    await until(async () => !(await alive(postmaster)), 30_000, `the embedded PostgreSQL (pid ${postmaster}) stopping after pgbg was killed`);
+    await untilRecovered(async () => !(await alive(postmaster)), `the embedded PostgreSQL (pid ${postmaster}) stopping after pgbg was killed`, 30_000);
     await start();
     assert.match(serve!.output(), /^ready: /m);
   });
@@ -126,20 +117,20 @@ describe('pgbg serve --database killed outright, or frozen', () => {
 
   test('SIGKILL mid-job: committed work stays, the job in flight stops and is reported lost, callers reach the next run', async () => {
     await caller.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('INSERT INTO t VALUES (1)') AS h) s");
-    await until(async () => (await count(1)) === 1, 30_000, 'the detached job committing');
+    await untilRecovered(async () => (await count(1)) === 1, 'the detached job committing', 30_000);
     const h = (await caller.query<{ pid: number; cookie: string }>(
       "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch('INSERT INTO t VALUES (2); SELECT pg_sleep(60)') AS h) s")).rows[0]!;
-    await until(async () => (await caller.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).rowCount === 1,
-      30_000, 'the job reaching its sleep');
+    await untilRecovered(async () => (await caller.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).rowCount === 1, 'the job reaching its sleep',
+      30_000);
     // (The journal writes behind the launches, within 50 ms: a crash before that forgets the job.)
-    await until(async () => (await caller.query("SELECT 1 FROM pgbg_server.jobs WHERE cookie = $1 AND state = 'running'", [h.cookie])).rowCount === 1,
-      10_000, 'the journal recording the job');
+    await untilRecovered(async () => (await caller.query("SELECT 1 FROM pgbg_server.jobs WHERE cookie = $1 AND state = 'running'", [h.cookie])).rowCount === 1, 'the journal recording the job',
+      10_000);
 
     serve.child.kill('SIGKILL');
     await serve.exited;
     // The worker notices its server is gone (client_connection_check_interval) and stops: nothing of it commits.
-    await until(async () => (await caller.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).rowCount === 0,
-      30_000, `the orphaned worker backend (pid ${h.pid}) ending`);
+    await untilRecovered(async () => (await caller.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).rowCount === 0, `the orphaned worker backend (pid ${h.pid}) ending`,
+      30_000);
     assert.equal(await count(1), 1, 'the committed job is there once');
     assert.equal(await count(2), 0, 'the job in flight did not commit');
     // While no server runs, a call says so clearly.

@@ -12,18 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort, startEmbeddedPostgres, type EmbeddedServer } from '../../src/embedded/postgres.js';
 import { pgbg, startServeProcess, type ServeProcess } from '../helpers/serve-process.js';
-
-const POLL_MS = 50;
-
-/** Polls `check` until it is true; fails with `what` after `ms`. */
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
+import { untilRecovered } from '../helpers/activity.js';
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
   const c = new pg.Client({ connectionString: url });
@@ -74,8 +63,8 @@ describe('PostgreSQL restarted under a running pgbg serve', () => {
         `SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch($1) AS h) s`,
         [`INSERT INTO t VALUES (1); SELECT pg_sleep(60); SELECT '${marker}'`],
       )).rows[0]!;
-      await until(async () => (await query(url, "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length === 1,
-        30_000, 'the job reaching its sleep');
+      await untilRecovered(async () => (await query(url, "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length === 1, 'the job reaching its sleep',
+        30_000);
 
       if (mode === 'fast') {
         await postgres.stop();
@@ -89,14 +78,14 @@ describe('PostgreSQL restarted under a running pgbg serve', () => {
       await startPostgres();
 
       // New calls work once PostgreSQL is back (the server reconnects by itself).
-      await until(async () => (await query<{ x: number }>(url, "SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)"))[0]?.x === 42,
-        60_000, 'a new call answering after the restart');
+      await untilRecovered(async () => (await query<{ x: number }>(url, "SELECT * FROM pg_background_run_query('SELECT 42', col_def => 'x int') AS r(x int)"))[0]?.x === 42, 'a new call answering after the restart',
+        60_000);
       // The job in flight did not commit, and the journal does not leave it running.
       assert.deepEqual(await query(url, 'SELECT count(*)::int AS n FROM t'), [{ n: 0 }]);
-      await until(async () => {
+      await untilRecovered(async () => {
         const rows = await query<{ state: string; error_code: string | null }>(url, 'SELECT state, error_code FROM pgbg_server.jobs WHERE cookie = $1', [h.cookie]);
         return rows.length === 1 && rows[0]!.state !== 'running';
-      }, 30_000, 'the journal recording the job\'s end');
+      }, 'the journal recording the job\'s end', 30_000);
       const [job] = await query<{ state: string; error_code: string | null; error_message: string | null }>(url,
         'SELECT state, error_code, error_message FROM pgbg_server.jobs WHERE cookie = $1', [h.cookie]);
       assert.equal(job!.state, 'error', JSON.stringify(job));
