@@ -7,6 +7,7 @@ import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { Engine, type ShutdownReport } from '../engine/engine.js';
 import { combineObservers } from '../engine/observer.js';
+import { jobEndLog } from './job-log.js';
 import { Journal, type JournalOptions, type LostJob } from '../journal/journal.js';
 import type { PoolOptions } from '../workers/pool.js';
 import { startHttpApi, type HttpApi } from './http-api.js';
@@ -87,7 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const metrics = options.http ? new ServerMetrics() : undefined;
   const engine = new Engine({
     logger,
-    observer: combineObservers(journal, metrics),
+    observer: combineObservers(journal, metrics, jobEndLog(logger)),
     ...(options.pool ? { pool: options.pool } : {}),
     ...(options.maxQueueBytesPerLogin !== undefined ? { maxQueueBytesPerLogin: options.maxQueueBytesPerLogin } : {}),
   });

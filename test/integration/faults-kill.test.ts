@@ -118,6 +118,10 @@ describe('pgbg serve --database killed outright, or frozen', () => {
   test('SIGKILL mid-job: committed work stays, the job in flight stops and is reported lost, callers reach the next run', async () => {
     await caller.query("SELECT pg_background_detach((h).pid, (h).cookie) FROM (SELECT pg_background_launch('INSERT INTO t VALUES (1)') AS h) s");
     await untilRecovered(async () => (await count(1)) === 1, 'the detached job committing', 30_000);
+    // One info line per job end: state and timing, never the SQL text.
+    const ended = await serve.waitFor(/^.*"msg":"job end".*$/m, 10_000, 'log');
+    assert.match(ended, /"state":"stopped"/);
+    assert.doesNotMatch(ended, /INSERT/);
     const h = (await caller.query<{ pid: number; cookie: string }>(
       "SELECT (h).pid, (h).cookie FROM (SELECT pg_background_launch('INSERT INTO t VALUES (2); SELECT pg_sleep(60)') AS h) s")).rows[0]!;
     await untilRecovered(async () => (await caller.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).rowCount === 1, 'the job reaching its sleep',
